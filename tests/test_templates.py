@@ -1,0 +1,41 @@
+"""Every shipped template, over sampled knob points, against each sample layer's reference()."""
+import itertools
+import random
+
+import pytest
+
+import convsched as cs
+from conftest import check_against_reference
+from layer_samples import SAMPLES
+
+POINTS_PER_LAYER = 3
+
+
+def _points(tmpl, layer, target, n, seed):
+    space = tmpl.knob_space(layer, target)
+    keys = sorted(space)
+    allp = [dict(zip(keys, vals)) for vals in itertools.product(*(space[k] for k in keys))]
+    legal = [p for p in allp if tmpl.constraint(layer, target, p) is True]
+    rnd = random.Random(seed)
+    pts = rnd.sample(legal, min(n, len(legal)))
+    return [tmpl.defaults(layer, target)] + pts
+
+
+CASES = [(name, i) for kind, layers in SAMPLES.items() for name in cs.schedule.list_templates(kind)
+         for i in range(len(layers))]
+
+
+@pytest.mark.parametrize("name,idx", CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_template_sampled_knobs(name, idx, host):
+    tmpl = cs.schedule.get_template(name)
+    layer = SAMPLES[tmpl.layer_kind][idx]
+    if tmpl.applies(layer, host) is not True:
+        pytest.skip(f"{name} does not apply to {layer}")
+    for knobs in _points(tmpl, layer, host, POINTS_PER_LAYER, seed=idx):
+        k = cs.compile(layer, template=name, knobs=knobs)
+        check_against_reference(layer, k, seed=idx)
+
+
+def test_every_kind_with_templates_has_samples():
+    kinds = {n.split("/")[0] for n in cs.schedule.list_templates()}
+    assert kinds <= set(SAMPLES), f"template kinds without sample layers: {kinds - set(SAMPLES)}"
