@@ -6,11 +6,29 @@
     y = k(x, w)                           # numpy in, numpy out
     print(k.schedule); print(k.benchmark())
 """
-from . import layers, schedule, target
+from importlib import import_module
+
+from . import bits, layers, schedule, target
 from .errors import BuildError, ConvschedError, KnobError, ScheduleError, TargetError
 from .kernel import Kernel, Timing, compile
 
 __version__ = "0.1.0"
 
-__all__ = ["layers", "schedule", "target", "compile", "Kernel", "Timing", "ConvschedError", "ScheduleError",
-           "KnobError", "TargetError", "BuildError", "__version__"]
+# Imported on first use: they pull in optional pieces (the tuner, exporting, graphs).
+_LAZY = {
+    "tune": ("convsched.tune", "tune"),          # cs.tune(layer, trials=...) -> best record
+    "load": ("convsched.export", "load"),        # cs.load(dir) -> Kernel from an exported directory
+    "graph": ("convsched.graph", None),          # cs.graph.Graph
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        m = import_module(mod)
+        return getattr(m, attr) if attr else m
+    raise AttributeError(f"module 'convsched' has no attribute {name!r}")
+
+
+__all__ = ["bits", "layers", "schedule", "target", "compile", "load", "tune", "graph", "Kernel", "Timing",
+           "ConvschedError", "ScheduleError", "KnobError", "TargetError", "BuildError", "__version__"]
