@@ -30,6 +30,7 @@ class Layer:
     op_unit: ClassVar[str] = "FLOP"         # what ops() counts x flops_per_op: FLOP or bit-MAC
     flops_per_op: ClassVar[int] = 2         # a MAC is two flops
     exact: ClassVar[bool] = False           # integer/bit outputs: tests compare exactly
+    ALGORITHMS: ClassVar[tuple] = ("direct",)  # declarations declare(algorithm=...) offers; templates pick one
 
     # -- to be provided by each layer
     def input_specs(self) -> list[TensorSpec]:
@@ -38,7 +39,8 @@ class Layer:
     def output_specs(self) -> list[TensorSpec]:
         raise NotImplementedError
 
-    def declare(self) -> Declaration:
+    def declare(self, algorithm: str = "direct") -> Declaration:
+        """TE stages of `algorithm` (see ALGORITHMS). Same inputs and outputs whatever the algorithm."""
         raise NotImplementedError
 
     def reference(self, *arrays):

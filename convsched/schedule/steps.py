@@ -230,6 +230,7 @@ class Schedule:
     steps: tuple = ()
     template: str = ""
     knobs: tuple = ()          # sorted (name, value) pairs
+    algorithm: str = "direct"  # which of the layer's declarations the steps apply to (template's ALGORITHM)
 
     @property
     def knob_dict(self) -> dict:
@@ -237,6 +238,8 @@ class Schedule:
 
     def text(self) -> str:
         head = f"# template {self.template or '(none)'}"
+        if self.algorithm != "direct":
+            head += f"  algorithm: {self.algorithm}"
         if self.knobs:
             head += "  knobs: " + " ".join(f"{k}={v}" for k, v in self.knobs)
         return "\n".join([head] + [s.text() for s in self.steps])
@@ -244,15 +247,16 @@ class Schedule:
     __str__ = text
 
     def to_json(self) -> dict:
-        return {"template": self.template, "knobs": dict(self.knobs), "steps": [s.to_json() for s in self.steps]}
+        return {"template": self.template, "knobs": dict(self.knobs), "algorithm": self.algorithm,
+                "steps": [s.to_json() for s in self.steps]}
 
     @staticmethod
     def from_json(d: dict) -> "Schedule":
         return Schedule(tuple(Step.from_json(s) for s in d.get("steps", [])), d.get("template", ""),
-                        tuple(sorted(d.get("knobs", {}).items())))
+                        tuple(sorted(d.get("knobs", {}).items())), d.get("algorithm", "direct"))
 
     @property
     def hash(self) -> str:
         """Stable across processes and Python versions (unlike hash())."""
-        blob = json.dumps([s.to_json() for s in self.steps], sort_keys=True)
+        blob = json.dumps([self.algorithm] + [s.to_json() for s in self.steps], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -6,6 +6,8 @@ A template file defines:
              "ow_tile": divisors_of("w")}
     def schedule(s, layer, **knobs): ...  # records steps on s
 and optionally:
+    ALGORITHM = "winograd"                # which of the layer's declarations to schedule (default "direct";
+                                          # layer.declare(algorithm=...) provides it, layer.ALGORITHMS lists them)
     def applies(layer, target): ...       # True, or a string saying why the template does not apply
     def defaults(layer, target): ...      # default knobs (else the first value of each space)
     def constraint(layer, target, **knobs): ...  # True, or a string: filters illegal points before building
@@ -182,13 +184,29 @@ class Template:
     # -- recording
     def record(self, layer, target, knobs: dict):
         """Run schedule(s, layer, **knobs) on a fresh live schedule: -> (Schedule, LiveSchedule)."""
-        return record(layer, target, self.ns["schedule"], knobs, name=self.name, path=str(self.path))
+        return record(layer, target, self.ns["schedule"], knobs, name=self.name, path=str(self.path),
+                      algorithm=self.algorithm)
+
+    @property
+    def algorithm(self) -> str:
+        return self.ns.get("ALGORITHM", "direct")
 
 
-def record(layer, target, fn, knobs: dict, name: str = "(inline)", path: str | None = None):
+def declare(layer, algorithm: str = "direct"):
+    """The layer's TE declaration for `algorithm` ("direct" is every layer's own declare())."""
+    if algorithm == "direct":
+        return layer.declare()
+    if algorithm not in getattr(layer, "ALGORITHMS", ("direct",)):
+        raise ScheduleError(f"{type(layer).__name__} has no algorithm '{algorithm}' "
+                            f"(it has: {', '.join(getattr(layer, 'ALGORITHMS', ('direct',)))})")
+    return layer.declare(algorithm=algorithm)
+
+
+def record(layer, target, fn, knobs: dict, name: str = "(inline)", path: str | None = None,
+           algorithm: str = "direct"):
     from .. import backend
     from .recorder import ScheduleBuilder
-    decl = layer.declare()
+    decl = declare(layer, algorithm)
     live = backend.LiveSchedule(decl.inputs, decl.outputs)
     s = ScheduleBuilder(live, layer, target, name)
     try:
@@ -202,13 +220,13 @@ def record(layer, target, fn, knobs: dict, name: str = "(inline)", path: str | N
         line = _template_frame_line(e.__traceback__, path) if path else None
         raise ScheduleError(f"{type(e).__name__} in schedule(): {e}", file=path, line=line,
                             template=name) from None
-    return Schedule(tuple(s.steps), name, tuple(sorted(knobs.items()))), live
+    return Schedule(tuple(s.steps), name, tuple(sorted(knobs.items())), algorithm), live
 
 
 def replay(layer, schedule: Schedule):
     """Apply a recorded Schedule (e.g. from a tuning log) to a fresh live schedule."""
     from .. import backend
-    decl = layer.declare()
+    decl = declare(layer, schedule.algorithm)
     live = backend.LiveSchedule(decl.inputs, decl.outputs)
     for step in schedule.steps:
         live.apply(step)
