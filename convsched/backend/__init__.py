@@ -232,7 +232,8 @@ class LiveSchedule:
 
     def _cache_read(self, st):
         block = self._block(st, st.stage)
-        reads = [r.buffer.name for r in self.sch.get(block).reads]
+        reads = [getattr(r, "buffer", None) or r.source for r in self.sch.get(block).reads]  # 0.27: .source
+        reads = [b.name for b in reads]
         if st.buffer not in reads:
             raise ScheduleError(f"stage '{st.stage}' reads no buffer '{st.buffer}'; it reads {', '.join(reads)}",
                                 stage=st.stage, step=st.text(), **_where(st))

@@ -1,23 +1,43 @@
-"""Direct NHWC conv: an (ow x co) register tile of accumulators, co vectorized, output rows in parallel.
+"""Direct NHWC conv: an (oh x ow x co) register tile of accumulators, co vectorized, three loop orders.
 
-Loop nest (outer to inner):
-    parallel (n, oh)                      rows shared by the cores
-      [pad rows for this output row]      pad_at="row": the padded input is built 3 rows at a time, in cache
-      co_o                                one block of co_tile output channels
-        ci_o                              ci_tile input channels, so the weight slice stays in L1
-          ow_o
-            kh, kw, ci_i                  the reduction
-              ow_i (unrolled)             ow_tile pixels ...
-                co_v (unrolled), co_l     ... x co_tile channels = ow_tile * co_tile/lanes vector accumulators
-With weights in HWIO the co axis is contiguous: each reduction step loads co_tile/lanes weight vectors and
-broadcasts ow_tile input scalars, then issues ow_tile * co_tile/lanes FMAs.
+Register tile (innermost, fully unrolled): oh_tile x ow_tile pixels x co_tile channels, i.e.
+oh_tile * ow_tile * co_tile/lanes vector accumulators. With weights in HWIO the co axis is contiguous: each
+reduction step (kh, kw, ci) loads co_tile/lanes weight vectors, broadcasts oh_tile*ow_tile input scalars and
+issues one FMA per accumulator. Zen 3 (2 FMA pipes, latency 4, 2 loads/cycle) needs >= 8 accumulators and
+no more loads than FMAs; accumulators + weight vectors + 1 broadcast must fit the 16 ymm registers (AVX2),
+else LLVM spills. defaults() scores every legal tile with that model (_tile_score).
 
-Measured (Zen 3 EPYC, AVX2, 1 thread, 3x3 stride 1): 56x56x64->64 with ow_tile=4, co_tile=16: 87 GFLOP/s;
-co_tile=32 (16 accumulators, spills on AVX2's 16 registers): 34 GFLOP/s.
+Loop orders (outer to inner; the reduction kh, kw, ci_i is always right above the register tile):
+  "row"  parallel (n, oh_o) > co_o > ci_o > ow_o > kh, kw, ci_i > tile
+         rows in parallel; the padded rows of one output row are built in cache (pad_at="row"). Best when
+         all weights fit L2 (56x56x64: 147 KB).
+  "co"   parallel (n, co_o) > ci_o > oh_o > ow_o > kh, kw, ci_i > tile
+         a block of co_tile output channels per task: its weight slice stays in L1 across every pixel.
+  "ci"   ci_o > parallel co_o > oh_o > ow_o > kh, kw, ci_i > tile   (n outermost)
+         for many channels (weights >> L2): with pack="xw" each ci_o slab of the input and each
+         (ci_o, co_o) weight slice is copied into a small contiguous buffer first. Without packing, the
+         input pixels and weight rows of one ci slab lie cin*4 bytes apart (2 KB at cin=512): they fall into
+         a few L1 sets and evict each other (7x7x512: 37 -> 56 GFLOP/s with packing, 1 thread).
+ci_tile input channels per pass keep the weight slice (kh*kw*ci_tile*co_tile floats) within ~16 KB of L1;
+the accumulators are reloaded once per pass (LLVM keeps them in registers across kh, kw, ci_i).
+
+Measured (AMD EPYC Zen 3, AVX2, 1 thread; FMA peak 103.5 GFLOP/s/core measured by benchmarks/common.py;
+best of interleaved runs on a busy shared machine), 3x3, pad 1, defaults:
+  56x56  64->64     row, co 16 x ow 4, ci 64:              92 GFLOP/s (89%)   [old default: 64-87]
+  28x28 128->128    ci+xw, co 16 x ow 4, ci 32:            91 GFLOP/s (88%)   [old default: 54-62; "co" 74]
+  14x14 256->256    ci+xw, co 16 x oh 2 x ow 2, ci 32:     86 GFLOP/s (83%)   [old: 34-45; unpacked "co" 75]
+   7x7  512->512    ci+xw, co 8 x ow 7, ci 32:             57 GFLOP/s (55%)   [old: 10-26; unpacked 22-37]
+  14->7 256->512 s2 ci+xw, co 8 x ow 7, ci 32:             61 GFLOP/s (59%)
+  co_tile 32 x ow_tile 4 (16 accumulators + 4 weights) spilled: 34 GFLOP/s on 56x56.
+  7x7 is bound by streaming its 9.4 MB of weights (49 pixels per weight) through 7-wide tiles; the
+  1x1-as-GEMM and im2col templates are the other candidates there (benchmarks/resnet18_conv.py picks).
 """
 from convsched.schedule import divisors
 
 LAYER = "conv2d"
+
+L1_WEIGHT_BYTES = 40 * 1024       # weight slice per ci pass (~L1D; 56x56: ci 64 beat ci 16 and 32)
+L2_BYTES = 512 * 1024             # Zen 3 L2 per core: "row" order when all weights fit half of it
 
 
 def applies(layer, target):
@@ -37,71 +57,116 @@ def _ci_tiles(layer, target):
 
 
 KNOBS = {
-    "co_tile": _co_tiles,                                 # output channels per register tile
-    "ow_tile": lambda layer, target: divisors(layer.ow, 8),  # output pixels per register tile
-    "ci_tile": _ci_tiles,                                  # input channels per pass over a weight slice
-    "pad_at": ["row", "inline"],                           # build padded rows per output row, or inline
+    "co_tile": _co_tiles,                                      # output channels per register tile
+    "ow_tile": lambda layer, target: divisors(layer.ow, 14),   # output columns per register tile
+    "oh_tile": lambda layer, target: divisors(layer.oh, 4),    # output rows per register tile
+    "ci_tile": _ci_tiles,                                      # input channels per pass over a weight slice
+    "order": ["row", "co", "ci"],                              # see the docstring
+    "pack": ["none", "xw"],                                    # copy input/weight slices contiguous (co, ci)
+    "pad_at": ["row", "root", "inline"],                       # padded rows per output row / one pass / inline
     "unroll_kw": [False, True],
 }
 
 
-def _regs(layer, target, co_tile, ow_tile):
-    lanes = target.lanes("float32")
-    return ow_tile * max(1, co_tile // lanes)
+def _vecs(co_tile, lanes):
+    return max(1, co_tile // lanes)
 
 
-def constraint(layer, target, co_tile, ow_tile, ci_tile, pad_at, unroll_kw):
-    # accumulators + weight vectors + one broadcast must fit the register file, or LLVM spills.
-    vecs = max(1, co_tile // target.lanes("float32"))
-    need = ow_tile * vecs + vecs + 1
+def _regs(target, co_tile, ow_tile, oh_tile):
+    vecs = _vecs(co_tile, target.lanes("float32"))
+    return oh_tile * ow_tile * vecs + vecs + 1
+
+
+def constraint(layer, target, co_tile, ow_tile, oh_tile, ci_tile, order, pack, pad_at, unroll_kw):
+    if pad_at == "row" and order != "row":
+        return "pad_at='row' needs order='row'"
+    if pack != "none" and order == "row":
+        return "pack needs order 'co' or 'ci' (in 'row' order it would repack every row)"
+    need = _regs(target, co_tile, ow_tile, oh_tile)
     return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+
+
+def _tile_score(target, co_tile, ow_tile, oh_tile):
+    """Fraction of FMA peak the register tile allows: 2 FMAs/cycle, 2 loads/cycle, FMA latency 4."""
+    lanes = target.lanes("float32")
+    vecs, pix = _vecs(co_tile, lanes), ow_tile * oh_tile
+    acc, loads = pix * vecs, vecs + pix
+    used = min(1.0, co_tile / lanes)              # a tile narrower than a vector wastes lanes
+    return used * (acc / 2) / max(acc / 2, loads / 2, 4)
 
 
 def defaults(layer, target):
     lanes = target.lanes("float32")
-    regs = target.num_vector_registers
-    cos = _co_tiles(layer, target)
-    # Prefer two vectors of output channels (a 4x16 tile on AVX2 ran at 74% of peak), else one, else any.
-    co = next((c for c in (2 * lanes, lanes) if c in cos), cos[-1])
-    vecs = max(1, co // lanes)
-    ows = [o for o in divisors(layer.ow, 8) if o * vecs + vecs + 1 <= regs]
-    ow = max(ows)
-    cis = _ci_tiles(layer, target)
-    # keep the weight slice (kh*kw*ci_tile*co_tile floats) within ~24 KB of the 32 KB L1
-    fit = [c for c in cis if layer.kh * layer.kw * c * co * 4 <= 24 * 1024]
-    ci = max(fit) if fit else min(cis)
-    return {"co_tile": co, "ow_tile": ow, "ci_tile": ci, "pad_at": "row", "unroll_kw": False}
+    space = {k: (v(layer, target) if callable(v) else v) for k, v in KNOBS.items()}
+    tiles = [(co, ow, oh) for co in space["co_tile"] for ow in space["ow_tile"] for oh in space["oh_tile"]
+             if _regs(target, co, ow, oh) <= target.num_vector_registers]
+    # best modelled tile; ties: more accumulators, then two weight vectors (4x16 and 2x2x16 measured best)
+    co, ow, oh = max(tiles, key=lambda t: (round(_tile_score(target, *t), 3), t[1] * t[2] * _vecs(t[0], lanes),
+                                           -abs(_vecs(t[0], lanes) - 2), -t[2]))
+    weight_bytes = layer.kh * layer.kw * layer.cin_per_group * layer.cout * 4
+    if layer.groups > 1 or weight_bytes <= L2_BYTES // 2:
+        order, pack, pad_at = "row", "none", "row"
+    else:                                        # many weights: stream them once, packed (see above)
+        order, pack, pad_at = "ci", "xw", "inline"
+
+    def l1_bytes(ci):                            # weight slice (+ in "ci" order the input band it meets)
+        band = (oh - 1) * layer.strides[0] + layer.kh if order == "ci" else 0
+        return 4 * ci * (layer.kh * layer.kw * co + band * (layer.w + 2 * layer.pads[1]))
+    # "ci" order, measured in interleaved runs (1 thread): 7x7x512 ci 16/32/64/512: 46/57/32/23 GFLOP/s;
+    # 28x28 and 14x14: ci 32 = ci 64. So at most 32 there.
+    fit = [c for c in space["ci_tile"] if l1_bytes(c) <= L1_WEIGHT_BYTES and (order != "ci" or c <= 32)]
+    ci = max(fit) if fit else min(space["ci_tile"])
+    return {"co_tile": co, "ow_tile": ow, "oh_tile": oh, "ci_tile": ci, "order": order, "pack": pack,
+            "pad_at": pad_at, "unroll_kw": False}
 
 
-def schedule(s, layer, co_tile, ow_tile, ci_tile, pad_at, unroll_kw):
+def schedule(s, layer, co_tile, ow_tile, oh_tile, ci_tile, order, pack, pad_at, unroll_kw):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
-    out = conv
-    for name in ("act", "bias"):                # fused epilogue: computed per register tile, below
-        if name in s:
-            out = s[name]
     co_o, co_i = conv.split("co", co_tile)
+    oh_o, oh_i = conv.split("oh", oh_tile)
     ow_o, ow_i = conv.split("ow", ow_tile)
     ci_o, ci_i = conv.split("ci", ci_tile)
     inner = [co_i]
     if co_tile % lanes == 0 and co_tile > lanes:
         co_v, co_l = conv.split(co_i, lanes, names=("co_v", "co_l"))
         inner = [co_v, co_l]
-    conv.reorder("n", "oh", co_o, ci_o, ow_o, "kh", "kw", ci_i, ow_i, *inner)
-    row = conv.fuse("n", "oh")
-    conv.parallel(row)
-    conv.vectorize(inner[-1])
-    if len(inner) == 2:
-        conv.unroll(inner[0])
-    conv.unroll(ow_i)
+    tile = [oh_i, ow_i, *inner]
+    if order == "row":
+        conv.reorder("n", oh_o, co_o, ci_o, ow_o, "kh", "kw", ci_i, *tile)
+        outer = conv.fuse("n", oh_o)
+    elif order == "co":
+        conv.reorder("n", co_o, ci_o, oh_o, ow_o, "kh", "kw", ci_i, *tile)
+        outer = conv.fuse("n", co_o)
+    else:
+        conv.reorder("n", ci_o, co_o, oh_o, ow_o, "kh", "kw", ci_i, *tile)
+        outer = co_o
+    conv.parallel(outer)
+    conv.vectorize(tile[-1])
+    for axis in tile[:-1]:
+        conv.unroll(axis)
     if unroll_kw:
         conv.unroll("kw")
+    if pack == "xw":
+        conv.cache_read("pad").compute_at(conv, ci_o)            # (tile rows x ci_tile), contiguous
+        conv.cache_read("w").compute_at(conv, co_o if order == "ci" else ci_o)
     if pad_at == "row":
-        s["pad"].compute_at(conv, row)
-    else:
+        s["pad"].compute_at(conv, outer)
+    elif pad_at == "inline":
         s["pad"].compute_inline()
-    if "act" in s and "bias" in s:
-        s["act"].reverse_compute_inline()
-    if out is not conv:
-        s[out.name if "bias" not in s else "bias"].reverse_compute_at(conv, co_o)
+    else:                                                         # one parallel pass before the conv
+        pad = s["pad"]
+        pad.parallel(pad.fuse("n", "h"))
+    # fused epilogue (bias, residual, ReLU): folded into its first stage, which runs per finished conv block
+    # ("row", "co"), or in one parallel pass after the conv ("ci": the reduction ends at the outermost loop)
+    epilogue = [name for name in ("bias", "residual", "act") if name in s]
+    for name in reversed(epilogue[1:]):
+        s[name].reverse_compute_inline()
+    if epilogue:
+        first = s[epilogue[0]]
+        if order == "ci":
+            axes = first.axes
+            first.parallel(first.fuse(axes[0], axes[1]))
+        else:
+            first.reverse_compute_at(conv, co_o if order == "row" else outer)
     conv.decompose_reduction(ci_o)
