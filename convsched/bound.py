@@ -1,0 +1,43 @@
+"""A kernel with some arguments fixed once (weights, bias): Kernel.bind(w=..., b=...).
+
+The fixed arrays are checked and copied into aligned buffers once, at bind time; each call passes them
+straight through (no check, no copy, no repacking). Blocked weights for NCHWc come from
+Conv2d.pack_weights(w_oihw), also run once:  k.bind(w=layer.pack_weights(w_oihw), b=b)(x)
+"""
+from __future__ import annotations
+
+from .kernel import as_kernel_arg
+
+
+class BoundKernel:
+    def __init__(self, kernel, fixed: dict):
+        specs = kernel.layer.input_specs()
+        names = [s.name for s in specs]
+        unknown = sorted(set(fixed) - set(names))
+        if unknown:
+            raise ValueError(f"{type(kernel.layer).__name__} kernel has no input named {unknown[0]!r}; "
+                             f"its inputs are {', '.join(names)}")
+        self.kernel = kernel
+        self._fixed = {s.name: as_kernel_arg(fixed[s.name], s, "bound input") for s in specs if s.name in fixed}
+        self._free = [s for s in specs if s.name not in fixed]
+
+    def input_specs(self):
+        """The arguments still to give at each call, in order."""
+        return list(self._free)
+
+    def _full(self, arrays):
+        if len(arrays) != len(self._free):
+            raise ValueError(f"bound kernel takes {len(self._free)} array(s) "
+                             f"({', '.join(s.name for s in self._free)}), got {len(arrays)}")
+        it = iter(arrays)
+        return [self._fixed[s.name] if s.name in self._fixed else next(it) for s in self.kernel.layer.input_specs()]
+
+    def __call__(self, *arrays):
+        return self.kernel(*self._full(arrays))
+
+    def benchmark(self, arrays=None, **kw):
+        full = None if arrays is None else self._full(list(arrays))
+        return self.kernel.benchmark(arrays=full, **kw)
+
+    def __repr__(self):
+        return f"BoundKernel({self.kernel!r}, fixed={sorted(self._fixed)})"

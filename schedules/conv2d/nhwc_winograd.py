@@ -1,0 +1,122 @@
+"""Winograd F(2x2, 3x3), NHWC: input transform, 16 batched GEMMs and output transform as scheduled stages.
+
+2.25x fewer multiplications than direct 3x3 (16 per 2x2 output tile instead of 36), paid for with
+transforms: the input transform "wino_v" is computed per row of tiles (compute_at, in L2), the GEMM "wino_m"
+runs per row of tiles with a (tw x co) register tile, and the output transform "conv" plus the epilogue
+(bias, residual, ReLU inlined into it) reads the GEMM result of the same row while it is in cache.
+The weight transform "wino_u" runs every call (cost ~16/(oh*ow/4) of the GEMM; see pre-packing in README).
+Loop nest: parallel (n, th) > [V row] > e, u > tw_o > co_o > ci > tw_i (unrolled) > co (vector) ; [Y rows]
+
+Measured (Zen 3 EPYC, AVX2, shared noisy 2-core host; benchmarks/resnet18_conv.py, GFLOP/s, 1 thread / 2 threads):
+  (direct-conv FLOPs / time) 56x56x64 3x3: 153 / 173 = 1.9x / 1.7x PyTorch; 28x28x128: 75 / 113;
+  14x14x256: 24 / 38 and 7x7x512: 16 / 9 -- there the per-call weight transform (16/9 x the weights)
+  dominates: use nhwc_gemm for deep layers.
+"""
+from convsched.schedule import divisors
+
+LAYER = "conv2d"
+ALGORITHM = "winograd2x2"
+
+
+def applies(layer, target):
+    return layer.algorithm_applies(ALGORITHM)
+
+
+def _tiles_w(layer):
+    return -(-layer.ow // 2)
+
+
+def _co_tiles(layer, target):
+    lanes = target.lanes("float32")
+    tiles = [t for t in (lanes, 2 * lanes, 3 * lanes) if layer.cout % t == 0]
+    return tiles or [t for t in divisors(layer.cout) if t <= lanes][-1:]
+
+
+KNOBS = {
+    "co_tile": _co_tiles,
+    "tw_tile": lambda layer, target: divisors(_tiles_w(layer), 8),
+    "unroll_eu": [True, False],
+}
+
+
+def _need(target, co_tile, tw_tile):
+    vecs = -(-co_tile // target.lanes("float32"))
+    return tw_tile * vecs + vecs + 1
+
+
+def constraint(layer, target, co_tile, tw_tile, unroll_eu):
+    need = _need(target, co_tile, tw_tile)
+    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+
+
+def defaults(layer, target):
+    lanes = target.lanes("float32")
+    cos = _co_tiles(layer, target)
+    co = 2 * lanes if 2 * lanes in cos else cos[0]
+    tws = [t for t in divisors(_tiles_w(layer), 8) if _need(target, co, t) <= target.num_vector_registers] or [1]
+    return {"co_tile": co, "tw_tile": max(tws), "unroll_eu": True}
+
+
+def _vectorize_last(stage, lanes, extent):
+    if extent % lanes == 0:
+        _, v = stage.split(stage.axes[-1], lanes, names=(stage.name + "_vo", stage.name + "_v"))
+        stage.vectorize(v)
+
+
+def schedule(s, layer, co_tile, tw_tile, unroll_eu):
+    lanes = s.target.lanes("float32")
+    # weight transform: all (e, u) for a vector of output channels
+    u = s["wino_u"]
+    u.reorder("ci", "co", "e", "u")
+    u.parallel("ci")
+    u.unroll("e")
+    u.unroll("u")
+    if layer.cout % lanes == 0:
+        u_co, u_cv = u.split("co", lanes, names=("u_co", "u_cv"))
+        u.reorder("ci", u_co, "e", "u", u_cv)
+        u.vectorize(u_cv)
+    # the output transform (+ epilogue, inlined into it) is the root: one row of 2x2 tiles per iteration
+    for e in reversed([e for e in ("bias", "residual", "act") if e in s]):
+        s[e].reverse_compute_inline()
+    y = s["conv"]
+    oh_o, oh_i = y.split("oh", 2)
+    ow_o, ow_i = y.split("ow", 2)
+    if layer.cout % lanes == 0:
+        yc_o, yc_i = y.split("co", lanes, names=("y_co_o", "y_co_i"))
+        y.reorder("n", oh_o, ow_o, yc_o, oh_i, ow_i, yc_i)
+        y.vectorize(yc_i)
+    else:
+        y.reorder("n", oh_o, ow_o, "co", oh_i, ow_i)
+    row = y.fuse("n", oh_o, name="tile_row")
+    y.parallel(row)
+    y.unroll(oh_i)
+    y.unroll(ow_i)
+    # batched GEMM for that row of tiles: (tw_tile x co_tile) register tile, ci innermost reduction
+    m = s["wino_m"]
+    m.compute_at(y, row)
+    e_ax, u_ax, n_ax, i_ax, j_ax, co_ax, ci_ax = m.axes[-7:]
+    co_o, co_i = m.split(co_ax, co_tile, names=("co_o", "co_i"))
+    j_o, j_i = m.split(j_ax, tw_tile, names=("j_o", "j_i"))
+    inner = [co_i]
+    if co_tile % lanes == 0 and co_tile > lanes:
+        inner = list(m.split(co_i, lanes, names=("co_v", "co_l")))
+    m.reorder(e_ax, u_ax, j_o, co_o, ci_ax, j_i, *inner)
+    if co_tile % lanes == 0:
+        m.vectorize(inner[-1])
+    if len(inner) == 2:
+        m.unroll(inner[0])
+    m.unroll(j_i)
+    # input transform of that row of tiles: channels vectorized, the 16 (e, u) selects folded by unrolling
+    v = s["wino_v"]
+    v.compute_at(m, row)
+    s["pad"].compute_inline()
+    vax = v.axes[-6:]
+    v.reorder(*vax[2:], vax[0], vax[1])
+    if unroll_eu:
+        v.unroll(vax[0])
+        v.unroll(vax[1])
+    if layer.cin % lanes == 0:
+        _, vc = v.split(vax[5], lanes, names=("v_ci_o", "v_ci"))
+        v.reorder(vax[0], vax[1], vc)
+        v.vectorize(vc)
+    m.decompose_reduction(ci_ax)

@@ -1,0 +1,151 @@
+"""Issue 3, the convolution family: algorithms x layouts x templates against reference(), the residual
+epilogue, the blocked NCHWc layout with pre-packed weights, layout transforms, and clear errors.
+
+(tests/test_templates.py also runs every template over sampled knobs on tests/layer_samples.py.)
+"""
+import warnings
+
+import numpy as np
+import pytest
+
+import convsched as cs
+from conftest import check_against_reference
+
+L = cs.layers
+conv_mod = __import__("convsched.layers.conv", fromlist=["x"])
+
+# (template, layer): every algorithm x layout x template on odd sizes, stride 1 and 2, padding, dilation,
+# 3 or 5 input channels, batch > 1, with and without the fused epilogue.
+CASES = [
+    ("conv2d/nhwc_im2col_gemm", L.Conv2d(n=2, h=17, w=23, cin=3, cout=16, stride=2, pad=1, bias=True)),
+    ("conv2d/nhwc_im2col_gemm", L.Conv2d(h=9, w=14, cin=5, cout=8, pad=2, dilation=2, residual=True, act="relu")),
+    ("conv2d/nhwc_im2col_gemm", L.Conv2d(h=7, w=7, cin=16, cout=24, kh=1, kw=1, pad=0)),
+    ("conv2d/nhwc_winograd", L.Conv2d(n=2, h=17, w=23, cin=3, cout=16, bias=True, residual=True, act="relu")),
+    ("conv2d/nhwc_winograd", L.Conv2d(h=7, w=7, cin=16, cout=8, pad=0)),
+    ("conv2d/nhwc_winograd", L.Conv2d(h=6, w=5, cin=5, cout=5, pad=2)),
+    ("conv2d/nhwc_depthwise", L.Conv2d(n=2, h=17, w=23, cin=16, cout=16, groups=16, stride=2, residual=True)),
+    ("conv2d/nhwc_depthwise", L.Conv2d(h=9, w=14, cin=5, cout=5, groups=5, pad=2, dilation=2, bias=True,
+                                       act="relu")),
+    ("conv2d/nhwc_gemm", L.Conv2d(n=2, h=17, w=23, cin=3, cout=16, stride=2, pad=1, bias=True, residual=True)),
+    ("conv2d/nhwc_gemm", L.Conv2d(h=9, w=14, cin=5, cout=8, pad=2, dilation=2, act="relu")),
+    ("conv2d/nhwc_gemm", L.Conv2d(h=14, w=14, cin=16, cout=32, kh=1, kw=1, pad=0, stride=2, wpack=16)),
+    ("conv2d/nhwc_winograd", L.Conv2d(h=9, w=7, cin=8, cout=16, wpack=8, bias=True)),
+    ("conv2d/nhwc_im2col_gemm", L.Conv2d(h=9, w=7, cin=5, cout=16, wpack=16, stride=2)),
+    ("conv2d/nchw_depthwise", L.Conv2d(h=17, w=23, cin=3, cout=3, groups=3, stride=2, bias=True, act="relu",
+                                       layout="NCHW")),
+    ("conv2d/nchw_depthwise", L.Conv2d(n=2, h=16, w=16, cin=8, cout=8, groups=8, kh=5, kw=5, pad=2,
+                                       layout="NCHW")),
+    ("conv2d/nchwc_direct", L.Conv2d(n=2, h=17, w=23, cin=8, cout=16, stride=2, pad=1, layout="NCHWc")),
+    ("conv2d/nchwc_direct", L.Conv2d(h=9, w=14, cin=16, cout=8, pad=2, dilation=2, layout="NCHWc", bias=True,
+                                     residual=True, act="relu")),
+    ("conv2d/nhwc_direct", L.Conv2d(n=2, h=9, w=11, cin=5, cout=8, groups=1, bias=True, residual=True, act="relu")),
+    ("conv2d/nhwc_direct", L.Conv2d(n=2, h=9, w=11, cin=5, cout=8, residual=True, act="relu")),
+    ("conv2d/nchw_direct", L.Conv2d(h=9, w=11, cin=3, cout=8, stride=2, residual=True, bias=True,
+                                                   layout="NCHW")),
+]
+
+
+def _case_id(i, case):
+    name = case.values[0] if hasattr(case, "values") else case[0]
+    return f"{name.split('/')[1]}-{i}"
+
+
+@pytest.mark.parametrize("name,layer", CASES, ids=[_case_id(i, c) for i, c in enumerate(CASES)])
+def test_template_defaults_match_reference(name, layer):
+    k = cs.compile(layer, template=name)
+    check_against_reference(layer, k, seed=3)
+
+
+def test_algorithms_share_inputs_and_outputs():
+    layer = L.Conv2d(h=10, w=12, cin=8, cout=16, bias=True, residual=True, act="relu")
+    xs = layer.random_inputs(1)
+    outs = [cs.compile(layer, template=t)(*xs) for t in
+            ("conv2d/nhwc_direct", "conv2d/nhwc_im2col_gemm", "conv2d/nhwc_winograd")]
+    for o in outs[1:]:
+        np.testing.assert_allclose(o, outs[0], rtol=1e-4, atol=1e-4)
+    assert {cs.compile(layer, template=t).schedule.algorithm for t in
+            ("conv2d/nhwc_im2col_gemm", "conv2d/nhwc_winograd")} == {"im2col", "winograd2x2"}
+
+
+def test_residual_is_added_before_relu():
+    layer = L.Conv2d(h=4, w=4, cin=8, cout=8, kh=1, kw=1, pad=0, residual=True, act="relu")
+    x = np.zeros((1, 4, 4, 8), np.float32)
+    w = np.zeros((1, 1, 8, 8), np.float32)
+    r = np.linspace(-1, 1, 128, dtype=np.float32).reshape(1, 4, 4, 8)
+    y = cs.compile(layer, template="conv2d/nhwc_im2col_gemm")(x, w, r)
+    np.testing.assert_array_equal(y, np.maximum(r, 0))
+    assert [s.name for s in layer.input_specs()] == ["x", "w", "r"]
+
+
+def test_nchwc_pack_roundtrip_and_prepacked_weights():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 5, 7)).astype(np.float32)
+    xb = conv_mod.nchwc_pack(x, 8)
+    assert xb.shape == (2, 2, 5, 7, 8)
+    np.testing.assert_array_equal(conv_mod.nchwc_unpack(xb), x)
+    np.testing.assert_array_equal(conv_mod.nchwc_unpack(conv_mod.nchwc_pack(x.transpose(0, 2, 3, 1), 8, "NHWC"),
+                                                        "NHWC"), x.transpose(0, 2, 3, 1))
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(conv_mod.unpack_weights_nchwc(conv_mod.pack_weights_nchwc(w, 8)), w)
+    # the NCHWc kernel on blocked data == the NCHW kernel on plain data
+    blocked = L.Conv2d(h=5, w=7, cin=16, cout=24, n=2, layout="NCHWc")
+    plain = L.Conv2d(h=5, w=7, cin=16, cout=24, n=2, layout="NCHW")
+    yb = cs.compile(blocked)(xb, blocked.pack_weights(w))
+    y = cs.compile(plain)(x, w)
+    np.testing.assert_allclose(conv_mod.nchwc_unpack(yb), y, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("src,dst", [("NHWC", "NCHWc"), ("NCHWc", "NHWC"), ("NCHW", "NCHWc"),
+                                     ("NCHWc", "NCHW"), ("NHWC", "NCHW"), ("NCHW", "NHWC")])
+def test_layout_transforms_exact(src, dst):
+    t = L.LayoutTransform(n=2, c=16, h=5, w=9, src=src, dst=dst)
+    check_against_reference(t, cs.compile(t), seed=2)
+
+
+def test_bind_prepacks_weights_once():
+    layer = L.Conv2d(h=6, w=6, cin=8, cout=16, layout="NCHWc", bias=True)
+    x, w, b = layer.random_inputs(4)
+    k = cs.compile(layer)
+    bound = k.bind(w=w, b=b)
+    np.testing.assert_array_equal(bound(x), k(x, w, b))
+    assert [s.name for s in bound.input_specs()] == ["x"]
+    with pytest.raises(ValueError, match="takes 1 array"):
+        bound(x, w)
+    with pytest.raises(ValueError, match="no input named 'q'"):
+        k.bind(q=w)
+
+
+def test_workload_key_unchanged_for_old_fields():
+    key = L.Conv2d(h=8, w=8, cin=16, cout=32).workload_key
+    assert "residual" not in key and "cblock" not in key
+    assert '"residual":true' in L.Conv2d(h=8, w=8, cin=16, cout=32, residual=True).workload_key
+
+
+def test_clear_errors():
+    with pytest.raises(ValueError, match="NCHWc supports groups=1"):
+        L.Conv2d(cin=16, cout=16, groups=16, layout="NCHWc")
+    with pytest.raises(ValueError, match="multiples of cblock"):
+        L.Conv2d(cin=3, cout=16, layout="NCHWc")
+    with pytest.raises(ValueError, match="not a multiple of cblock"):
+        L.LayoutTransform(c=12, src="NHWC", dst="NCHWc")
+    with pytest.raises(cs.ScheduleError, match="winograd2x2 needs a 3x3 kernel, stride 1"):
+        cs.compile(L.Conv2d(h=9, w=9, cin=4, cout=8, stride=2), template="conv2d/nhwc_winograd")
+    with pytest.raises(cs.ScheduleError, match="needs layout NHWC and groups"):
+        cs.compile(L.Conv2d(h=9, w=9, cin=4, cout=8, layout="NCHW"), template="conv2d/nhwc_im2col_gemm")
+    with pytest.raises(ValueError, match="shape is"):
+        cs.compile(L.Conv2d(h=6, w=6, cin=8, cout=8, layout="NCHWc"))(
+            np.zeros((1, 8, 6, 6), np.float32), np.zeros((1, 1, 3, 3, 8, 8), np.float32))
+
+
+def test_prepacked_panels_equal_hwio():
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((3, 3, 8, 32)).astype(np.float32)
+    np.testing.assert_array_equal(conv_mod.unpack_weights_panels(conv_mod.pack_weights_panels(w, 16)), w)
+    plain = L.Conv2d(h=9, w=11, cin=8, cout=32, bias=True)
+    packed = L.Conv2d(h=9, w=11, cin=8, cout=32, bias=True, wpack=16)
+    x, _, b = plain.random_inputs(0)
+    want = cs.compile(plain)(x, w, b)
+    got = cs.compile(packed, template="conv2d/nhwc_gemm").bind(w=packed.pack_weights(w), b=b)(x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="wpack=12 needs layout NHWC and must divide"):
+        L.Conv2d(cout=32, wpack=12)
