@@ -1,0 +1,110 @@
+"""Binary conv, register-blocked: (ow_tile pixels x co_tile output channels) uint64 accumulators, the output
+channel axis vectorized over uint64 lanes (weights re-laid as (kh, kw, cw, co) so it is contiguous), output
+rows in parallel.
+
+Loop nest of "count" (outer to inner):
+    parallel row = (n, oh)
+      co_o                                    co_tile output channels (weights of the block stay in L1)
+        ow_o
+          kh, kw, cw                          the reduction, one input word at a time
+            ow_i (unrolled)                   ow_tile pixels: one broadcast input word each ...
+              co_v (unrolled), co_l (vector)  ... x co_tile/lanes weight vectors = xor, popcount, add
+      the int32 epilogue "out" runs per register tile; the threshold epilogue "pack" per row (a packed
+      word needs 64 output channels).
+
+Strategy by target (the vector popcount decides the width of the inner loop):
+  * AVX-512 VPOPCNTDQ (target.fast_popcount): 8 uint64 lanes, popcount is one vpopcntq, 32 registers:
+    wide tiles (ow_tile up to 8, two weight vectors).
+  * AVX2 (x86-64-v3, Zen 3): 4 lanes; LLVM emulates a vector popcount with vpshufb nibble lookups +
+    vpsadbw (about 9 instructions per 256 bits and 3 constant registers), so the tile must leave room for
+    them in the 16 ymm registers.
+  * SSE / generic: 2 lanes (or scalar popcnt when co_vecs=0 ... the "naive" template is the scalar path).
+Measured (Zen 3 EPYC 2.45 GHz, AVX2, no VPOPCNTDQ; benchmarks/binary_conv.py, 1 thread, best of runs on
+a shared machine): 56x56x64, 28x28x128, 14x14x256 (3x3, pad 1): 296-311 G bit-MAC/s = 92-96% of this
+host's xor+popcount+add ceiling (323 G, bit-GEMM microbenchmark) and 5-8x PyTorch fp32; 7x7x512 291 G.
+The scalar "naive" template reaches 185-190 G on the same layers (Zen 3 has 4 scalar popcnt ports).
+"""
+from convsched.schedule import divisors
+
+LAYER = "binary_conv2d"
+
+
+def _lanes(target):
+    return max(1, target.vector_bits // 64)
+
+
+def _extra_regs(target):
+    # registers the popcount itself needs: none with vpopcntq; nibble LUT, 0x0f mask, zero, 2 temps without
+    return 1 if target.fast_popcount else 5
+
+
+KNOBS = {
+    "co_vecs": [1, 2, 3, 4],                                     # vectors of output channels per tile
+    "ow_tile": lambda layer, target: [t for t in range(1, 9) if t <= layer.ow],  # pixels per tile
+    "pad_at": ["root", "row", "inline"],                         # where padded input words are built
+    "parallel": ["rows", "rows_x_co"],                           # what the cores share: output rows, or
+}                                                                # (row, co block) pairs (small images)
+
+
+def constraint(layer, target, co_vecs, ow_tile, pad_at, parallel):
+    if parallel == "rows_x_co" and layer.threshold:
+        return "the threshold epilogue packs 64 output channels per word: parallel over rows only"
+    if layer.threshold and 64 % (co_vecs * _lanes(target)):
+        # a co tile straddling a 64-channel word made TVM 0.27 compute wrong packed words (found by
+        # tests/test_templates.py with co_vecs=3): the tile must divide the word
+        return "with the threshold epilogue the co tile must divide 64"
+    need = ow_tile * co_vecs + co_vecs + 1 + _extra_regs(target)
+    if need > target.num_vector_registers:
+        return f"register tile needs {need} vector registers, the target has {target.num_vector_registers}"
+    if co_vecs > 1 and co_vecs * _lanes(target) > max(layer.cout, _lanes(target)):
+        return "co tile wider than cout"
+    return True
+
+
+def defaults(layer, target):
+    """The register tile with the most accumulators doing useful work (a partial last ow tile wastes some),
+    then the one without a remainder, then wider in co. Zen 3 (1 thread, best of runs): 28x28x128 with
+    (co_vecs=2, ow_tile=4) 311 G bit-MAC/s vs (1, 7) 301 and (3, 2) 291; 7x7x512 with (1, 7) 291 vs (2, 4)
+    283 and (1, 4) 232."""
+    space = KNOBS["ow_tile"](layer, target)
+    lanes = _lanes(target)
+
+    def score(tile):
+        co_vecs, ow = tile
+        used = layer.ow / (-(-layer.ow // ow) * ow)
+        return (ow * co_vecs * used, used, co_vecs)
+
+    tiles = [(c, t) for c in (1, 2) for t in space
+             if (c == 1 or c * lanes <= max(layer.cout, lanes))
+             and constraint(layer, target, c, t, "row", "rows") is True] or [(1, 1)]
+    co_vecs, ow = max(tiles, key=score)
+    # fewer output rows than cores: share (row, co block) pairs instead (it costs ~10% on one core: the
+    # padded rows are rebuilt per co block)
+    par = "rows_x_co" if (layer.n * layer.oh < 2 * target.cores and not layer.threshold) else "rows"
+    return {"co_vecs": co_vecs, "ow_tile": ow, "pad_at": "row" if layer.pad != 0 else "inline",
+            "parallel": par}
+
+
+def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
+    lanes = _lanes(s.target)
+    count = s["count"]
+    co_o, co_i = count.split("co", lanes * co_vecs)
+    co_v, co_l = count.split(co_i, lanes, names=("co_v", "co_l"))
+    ow_o, ow_i = count.split("ow", ow_tile)
+    count.reorder("n", "oh", co_o, ow_o, "kh", "kw", "cw", ow_i, co_v, co_l)
+    row = count.fuse("n", "oh", name="row")
+    if parallel == "rows_x_co":
+        row = count.fuse(row, co_o, name="row_co")
+    count.parallel(row)
+    count.vectorize(co_l)
+    count.unroll(co_v)
+    count.unroll(ow_i)
+    if pad_at == "row":
+        s["pad"].compute_at(count, row)
+    elif pad_at == "inline":
+        s["pad"].compute_inline()
+    if "out" in s:
+        s["out"].reverse_compute_at(count, ow_o)
+    else:
+        s["pack"].reverse_compute_at(count, row)
+    count.decompose_reduction("kh")
