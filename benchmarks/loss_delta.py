@@ -1,0 +1,121 @@
+"""Loss-delta layer vs the seed (is8ac/bnn), on the seed's own table shapes, 1 thread.
+
+    .venv/bin/python benchmarks/loss_delta.py            # every row of the seed's tables (a few minutes)
+    .venv/bin/python benchmarks/loss_delta.py --quick    # 32->32 (both heads) and 128->128
+    .venv/bin/python benchmarks/loss_delta.py --json out.json
+
+Columns are the seed's: version, threads, input pixel size (in), output pixel size (out), n params, ms per
+example, ns per pixel bit (per example / (32*32*in)), ns per channel (per example / out), ns per parameter.
+n params is counted as the seed does: 9*in*out + 10*out for the global head, conv weights only (9*in*out) for
+the segmented head. Images are 32x32 random bits, 10 classes. Beside ours: the seed's best published number for
+that shape ("post", any implementation, AMD Threadripper 2950X, ns x threads) and the seed rebuilt on the
+project's machine kind ("here", 1 thread), from ../shared/data/seed000_tables.json, and the ratio
+seed-best / ours (how many times faster we are than the best of the two).
+Our time is the whole call: packing, forward XOR-popcount conv, classify, numpy glue, delta kernel, FC
+deltas; the batch is summed (reduce="sum"), best of --repeat calls, divided by the batch size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ["TVM_NUM_THREADS"] = "1"      # the seed's rows we compare with are per thread
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import convsched as cs  # noqa: E402
+
+warnings.filterwarnings("ignore", message="no tuning record")
+TABLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed000_tables.json"
+if not TABLES.exists():
+    TABLES = Path("/work/shared/data/seed000_tables.json")
+
+GLOBAL_ROWS = [(32, o) for o in (8, 16, 32, 64, 128, 256)] + [(i, 32) for i in (8, 16, 64, 128, 256)] + \
+              [(64, 64), (128, 128), (1024, 1024)]
+SEG_ROWS = [(32, 32, 1), (32, 32, 2), (32, 32, 3), (32, 32, 4), (128, 128, 2), (1024, 1024, 2)]
+QUICK = {("global", 32, 32), ("segmented", 32, 32, 2), ("global", 128, 128), ("segmented", 128, 128, 2)}
+
+
+def seed_best(tables, head, cin, cout, seg=None):
+    """(best post ns/param, impl), (best here ns/param, impl) for this shape, or None."""
+    post = here = None
+    if head == "global":
+        for impl, thr, i, o, n, ms, ns in tables["post"]:
+            if (i, o) == (cin, cout) and (post is None or ns < post[0]):
+                post = (ns, impl)
+        for impl, thr, i, o, n, ms, ns in tables["here"]:
+            if (i, o) == (cin, cout) and (here is None or ns < here[0]):
+                here = (ns, impl)
+    else:
+        for impl, s, thr, i, o, n, ms, ns in tables["here_fused_segmented"]["rows"]:
+            if (i, o, s) == (cin, cout, seg) and (here is None or ns < here[0]):
+                here = (ns, impl)
+    return post, here
+
+
+def measure(layer, batch, repeat):
+    k = cs.compile(layer)
+    xs = cs.layers.LossDelta(**{**layer.params(), "n": batch}).random_inputs(1)
+    k(*xs)                                            # warm up (first call also builds nothing new)
+    best = 1e30
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        k(*xs)
+        best = min(best, time.perf_counter() - t0)
+    return best / batch, k
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--profile", action="store_true", help="print the time of each part per row")
+    args = ap.parse_args(argv)
+    tables = json.loads(TABLES.read_text())
+    host = cs.target.host()
+    print(f"# host: {host.mcpu}, AVX2={host.has('avx2')}, AVX-512={host.has('avx512f')}, "
+          f"VPOPCNTDQ={host.fast_popcount}; 1 thread; 32x32 images, 10 classes; convsched {cs.__version__}")
+    print("# without VPOPCNTDQ, popcount on vectors is emulated (vpshufb); the bit ops' ceiling is lower than "
+          "the project's Zen 4 figure (1.24 T bit-MAC/s per core)")
+    hdr = (f"{'head':10} {'seg':>3} {'version':9} {'thr':>3} {'in':>5} {'out':>5} {'n params':>9} {'ms/ex':>9} "
+           f"{'ns/pixbit':>9} {'ns/chan':>9} {'ns/param':>9} | {'seed post':>14} {'seed here':>14} {'x faster':>8}")
+    print(hdr)
+    rows = [("global", i, o, None) for i, o in GLOBAL_ROWS] + [("segmented", i, o, s) for i, o, s in SEG_ROWS]
+    out = []
+    for head, cin, cout, seg in rows:
+        key = (head, cin, cout) if seg is None else (head, cin, cout, seg)
+        if args.quick and key not in QUICK:
+            continue
+        kw = dict(h=32, w=32, cin=cin, cout=cout, classes=10, head=head)
+        if seg:
+            kw["segments"] = (seg, seg)
+        layer = cs.layers.LossDelta(**kw)
+        batch = max(2, min(64, 2 ** 22 // (cin * cout)))
+        per, k = measure(layer, batch, args.repeat)
+        ns_param = per * 1e9 / layer.n_params()
+        post, here = seed_best(tables, head, cin, cout, seg)
+        best_seed = min(v[0] for v in (post, here) if v) if (post or here) else None
+        ratio = best_seed / ns_param if best_seed else None
+        fmt = lambda v: f"{v[0]:9.1f} (i{v[1]})" if v else f"{'-':>14}"
+        print(f"{head:10} {seg or '':>3} {'convsched':9} {1:>3} {cin:>5} {cout:>5} {layer.n_params():>9} "
+              f"{per * 1e3:9.3f} {per * 1e9 / (32 * 32 * cin):9.2f} {per * 1e9 / cout:9.1f} {ns_param:9.2f} | "
+              f"{fmt(post)} {fmt(here)} {ratio:8.1f}" if ratio else "", flush=True)
+        if args.profile:
+            p = k.profile(cs.layers.LossDelta(**{**kw, "n": batch}).random_inputs(1), repeat=args.repeat)
+            print("    per example ms: " + ", ".join(f"{a} {b / batch:.3f}" for a, b in p.items()), flush=True)
+        out.append(dict(head=head, segments=seg, threads=1, cin=cin, cout=cout, n_params=layer.n_params(),
+                        batch=batch, ms_per_example=per * 1e3, ns_per_param=ns_param,
+                        seed_post=post, seed_here=here, x_faster_than_seed_best=ratio))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

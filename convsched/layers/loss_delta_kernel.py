@@ -1,0 +1,240 @@
+"""LossDeltaKernel: the compiled loss-delta layer, composed of compiled TE functions and numpy glue.
+
+One call runs:  forward (TE "mismatch" [+ "cost"])  ->  analyse (numpy, O(B*P*O))  ->  deltas (TE "gather" +
+"dsum", or "delta" per example)  ->  FC deltas (numpy, O(B*classes*S*O)). The hot paths (the XOR-popcount
+forward conv, and the sparse AND-popcount "GEMM" with its per-weight lookup) are TVM kernels scheduled by
+templates in schedules/loss_delta/; the glue is linear in the forward output, never per weight.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import bits as _bits
+from .. import target as _target
+from ..errors import ScheduleError, TargetError
+from ..kernel import Timing, aligned_empty
+from .loss_delta import LossDeltas
+
+FORWARD_TEMPLATE = "loss_delta/forward"
+DELTAS_TEMPLATE = "loss_delta/deltas"
+
+
+def _aligned(a, dtype=None) -> np.ndarray:
+    a = np.asarray(a, dtype=dtype)
+    b = aligned_empty(a.shape, a.dtype)
+    np.copyto(b, a)
+    return b
+
+
+class _Part:
+    """One compiled function of the pipeline: its recorded Schedule and the built code."""
+
+    def __init__(self, schedule, built, script):
+        self.schedule, self.built, self.script = schedule, built, script
+
+
+class LossDeltaKernel:
+    """k(images, labels, conv_w, fc_w, reduce="sum") -> LossDeltas(conv, fc). See convsched.layers.loss_delta."""
+
+    def __init__(self, layer, target, parts: dict, deltas_recipe):
+        self.layer, self.target, self._parts = layer, target, parts
+        self._deltas_recipe = deltas_recipe       # (template, knobs): builds "deltas_none" on first use
+        from ..backend.loss_delta import build_classify
+        self._classify = build_classify(layer, target)
+        self.source = "compiled"
+
+    @property
+    def schedule(self):
+        """The recorded Schedule of the delta kernel (the one worth tuning); all parts: .schedules."""
+        return self._parts["deltas"].schedule
+
+    @property
+    def schedules(self) -> dict:
+        return {k: p.schedule for k, p in self._parts.items()}
+
+    def __repr__(self):
+        return (f"LossDeltaKernel({self.layer}, forward={self._parts['forward'].schedule.template!r}, "
+                f"deltas={self._parts['deltas'].schedule.template!r}, target={self.target.key})")
+
+    def describe(self) -> str:
+        out = [f"# {self}"]
+        for name, p in self._parts.items():
+            out += [f"## {name}", p.schedule.text(), "", p.script]
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ running
+    def _part(self, name):
+        if name not in self._parts:
+            tmpl, knobs = self._deltas_recipe
+            self._parts[name] = _build(self.layer, self.target, tmpl, knobs, algorithm=name)
+        return self._parts[name]
+
+    def forward(self, x, w):
+        """Forward counts (B, PH, PW, O) int32 (TE), then classify (TIR): (stats, lists); see
+        convsched.backend.loss_delta.classify_func."""
+        L = self.layer
+        B = x.shape[0]
+        wd = np.dtype(L.word_dtype)
+        xw = _aligned(_bits.pack(x, axis=-1, dtype=wd))
+        counts = aligned_empty((B, L.ph, L.pw, L.cout), "int32")
+        if L.weights == "binary":
+            ww = _aligned(_bits.pack(w, axis=-1, dtype=wd).transpose(1, 2, 3, 0))
+            self._parts["forward"].built(xw, ww, counts)
+        else:
+            wp = _aligned(_bits.pack(w == 1, axis=-1, dtype=wd).transpose(1, 2, 3, 0))
+            wm = _aligned(_bits.pack(w == -1, axis=-1, dtype=wd).transpose(1, 2, 3, 0))
+            zc = _aligned((w == 0).reshape(L.cout, -1).sum(1), np.int32)
+            self._parts["forward"].built(xw, wp, wm, zc, counts)
+        nb = len(L.bands())
+        stats = aligned_empty((B, L.nseg, 1 + 2 * nb, L.cout), "int32")
+        lists = aligned_empty((B, L.nseg, nb, L.cout, L.seg_shape[0] * L.seg_shape[1]), "int32")
+        self._classify(counts, stats, lists)
+        return stats, lists
+
+    def delta_args(self, x, w, info, lists) -> list:
+        """The delta kernel's input arrays, in declaration order."""
+        L = self.layer
+        B, H, W = x.shape[0], L.h, L.w
+        ximg = aligned_empty((B, (H + 3) * W, L.cin), "uint8")
+        ximg[:, H * W:] = 0
+        ximg[:, :H * W] = x.reshape(B, H * W, L.cin)
+        args = [ximg]
+        for b, bd in enumerate(info["bands"]):
+            # rows padded to the longest live row with a patch of zero rows; fixed rows (s = 0) are all padding
+            K = max(1, int(bd["s"].max()))
+            idx = aligned_empty(bd["s"].shape + (K,), "int32")
+            np.copyto(idx, lists[:, :, b, :, :K])
+            idx[np.arange(K)[None, None, None] >= bd["s"][..., None]] = H * W
+            args += [idx, _aligned(bd["on"], np.int32), _aligned(bd["s"], np.int32)]
+        args.append(_aligned(info["old"], np.int32))
+        args.append(_aligned(w, np.uint8 if L.weights == "binary" else np.int8))
+        if "table" in info:
+            args.append(_aligned(info["table"], np.int32))
+        else:
+            args += [_aligned(info["fmask"], np.int32), _aligned(info["a2"], np.int32)]
+        return args
+
+    def __call__(self, images, labels, conv_w, fc_w, reduce: str = "sum") -> LossDeltas:
+        if reduce not in ("sum", "none"):
+            raise ValueError(f"LossDelta kernel: reduce must be 'sum' or 'none', got {reduce!r}")
+        if isinstance(self._parts["forward"].built, _Refuse):
+            self._parts["forward"].built()
+        L = self.layer
+        x, lab, w, fc = L.canon_inputs(images, labels, conv_w, fc_w)
+        if x.shape[0] == 0:
+            raise ValueError("LossDelta kernel: the batch is empty")
+        stats, lists = self.forward(x, w)
+        info = L.analyse(stats, lab, fc)
+        args = self.delta_args(x, w, info, lists)
+        part = self._part("deltas" if reduce == "sum" else "deltas_none")
+        shape = L.conv_shape if reduce == "sum" else (x.shape[0],) + L.conv_shape
+        conv = aligned_empty(shape, "int64")
+        part.built(*args, conv)
+        dfc = L.fc_deltas(info)
+        return LossDeltas(conv, dfc.sum(0) if reduce == "sum" else dfc)
+
+    def profile(self, arrays=None, repeat: int = 5) -> dict:
+        """Best-of-`repeat` milliseconds of each part of one call: forward, analyse, lists, deltas, total."""
+        L = self.layer
+        arrays = arrays if arrays is not None else L.random_inputs()
+        x, lab, w, fc = L.canon_inputs(*arrays)
+        best = {}
+
+        def tick(name, t0):
+            best[name] = min(best.get(name, 1e30), (time.perf_counter() - t0) * 1e3)
+
+        conv = aligned_empty(L.conv_shape, "int64")
+        part = self._part("deltas")
+        for _ in range(repeat):
+            t_all = time.perf_counter()
+            t0 = time.perf_counter()
+            fwd = self.forward(x, w)
+            tick("forward", t0)
+            t0 = time.perf_counter()
+            info = L.analyse(fwd[0], lab, fc)
+            tick("analyse", t0)
+            t0 = time.perf_counter()
+            args = self.delta_args(x, w, info, fwd[1])
+            tick("lists", t0)
+            t0 = time.perf_counter()
+            part.built(*args, conv)
+            tick("deltas", t0)
+            t0 = time.perf_counter()
+            L.fc_deltas(info).sum(0)
+            tick("fc", t0)
+            tick("total", t_all)
+        return best
+
+    def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None) -> Timing:
+        """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n."""
+        from ..backend import num_threads
+        L = self.layer
+        arrays = arrays if arrays is not None else L.random_inputs()
+        self(*arrays)
+        ms = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            self(*arrays)
+            ms.append((time.perf_counter() - t0) * 1e3)
+        ms = np.array(ms)
+        med = float(np.median(ms))
+        ops = L.n * L.ph * L.pw * L.cout * 9 * L.cin
+        threads = num_threads()
+        return Timing(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
+                      "G bit-MAC/s", ops / (med * 1e-3) / 1e9, self.target.bit_peak_gops(threads))
+
+
+class _Refuse:
+    def __init__(self, msg):
+        self.msg = msg
+
+    def __call__(self, *a):
+        raise TargetError(self.msg)
+
+
+def _build(layer, tgt, template, knobs, algorithm):
+    from .. import backend
+    from ..schedule import template as T
+    tmpl = T.get_template(template)
+    full = tmpl.check_knobs(layer, tgt, knobs)
+    sched, live = T.record(layer, tgt, tmpl.ns["schedule"], full, name=tmpl.name, path=str(tmpl.path),
+                           algorithm=algorithm)
+    return _Part(sched, backend.build(live, tgt), live.script())
+
+
+def compile_loss_delta(layer, template=None, knobs=None, target="host", schedule=None) -> LossDeltaKernel:
+    """Build the forward and delta kernels. `template` (with `knobs`) replaces the default template of the
+    part its ALGORITHM names ("forward", or "deltas" which also serves reduce="none")."""
+    from .. import backend
+    from ..schedule import template as T
+    from ..schedule.steps import Schedule
+    tgt = _target.get(target)
+    missing = tgt.missing_on(_target.host())
+    recipes = {"forward": (FORWARD_TEMPLATE, None), "deltas": (DELTAS_TEMPLATE, None)}
+    parts = {}
+    if schedule is not None:
+        if template or knobs:
+            raise ScheduleError("give either schedule= or template=/knobs=, not both")
+        if not isinstance(schedule, Schedule) or schedule.algorithm not in recipes:
+            raise ScheduleError("a LossDelta kernel takes a recorded Schedule of algorithm 'forward' or "
+                                "'deltas' (or template=/knobs=)")
+        live = T.replay(layer, schedule)
+        parts[schedule.algorithm] = _Part(schedule, backend.build(live, tgt), live.script())
+    elif template is not None or knobs is not None:
+        tmpl = T.get_template(template or DELTAS_TEMPLATE)
+        alg = tmpl.algorithm if tmpl.algorithm in recipes else "deltas"
+        if tmpl.layer_kind != layer.KIND:
+            raise ScheduleError(f"template {tmpl.name} is for {tmpl.layer_kind}, not {layer.KIND}")
+        recipes[alg] = (tmpl.name, knobs)
+    for alg, (tname, kn) in recipes.items():
+        if alg not in parts:
+            parts[alg] = _build(layer, tgt, tname, kn, alg)
+    k = LossDeltaKernel(layer, tgt, parts, recipes["deltas"])
+    if missing:
+        msg = (f"kernel built for {tgt.name} ({tgt.mcpu}) uses CPU features this host lacks: "
+               f"{', '.join(missing)}; running it would die of an illegal instruction")
+        for p in parts.values():
+            p.built = _Refuse(msg)
+    return k
