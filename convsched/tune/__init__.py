@@ -1,0 +1,202 @@
+"""The autotuner: search (template, knobs) for one workload and target, measure in isolated workers, log it.
+
+    rec = cs.tune(layer, trials=64)                 # strategy "auto", local workers, the shipped log dir
+    rec = cs.tune(layer, trials=32, strategy="random", log="my_logs/", workers=2, timeout=20)
+    rec = cs.tune(layer, trials=32, rpc_tracker="127.0.0.1:9190", rpc_key="zen3")
+    k = cs.compile(layer)                           # now picks the best verified record
+
+Every measured candidate (good or failed) is appended to the log as it completes, so a tuner that is killed
+loses nothing it already measured, and a new run resumes: candidates already in the log for this workload,
+target key and template source are not measured again (they count as history for the search).
+"""
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from . import database
+from .space import Candidate, SearchSpace
+from .strategies import STRATEGIES, Strategy, register_strategy
+
+__all__ = ["tune", "TuneResult", "SearchSpace", "Candidate", "Strategy", "STRATEGIES", "register_strategy",
+           "database"]
+
+
+@dataclass
+class TuneResult:
+    layer: object
+    target: object
+    log: str
+    best: dict | None                   # the best verified record (this run's or an earlier one's), or None
+    records: list = field(default_factory=list)     # records written by this run, in completion order
+    prior: int = 0                      # records of this workload already in the log (resumed)
+    elapsed_s: float = 0.0
+    strategy: str = ""
+
+    @property
+    def template(self):
+        return self.best and self.best["template"]
+
+    @property
+    def knobs(self):
+        return self.best and dict(self.best["knobs"])
+
+    @property
+    def rate(self):
+        return self.best and self.best["rate"]
+
+    @property
+    def failed(self) -> int:
+        return sum(r["status"] != database.OK for r in self.records)
+
+    def curve(self) -> list:
+        """Best rate so far after each of this run's trials (0 until the first success)."""
+        out, best = [], 0.0
+        for r in self.records:
+            if database.is_good(r):
+                best = max(best, r["rate"] or 0.0)
+            out.append(best)
+        return out
+
+    def __str__(self):
+        head = (f"tuned {self.layer} on {self.target.key}: {len(self.records)} trials ({self.failed} failed, "
+                f"{self.prior} resumed from the log) in {self.elapsed_s:.1f} s, strategy {self.strategy}")
+        if not self.best:
+            return head + "\n  no verified candidate"
+        b = self.best
+        knobs = " ".join(f"{k}={v}" for k, v in sorted(b["knobs"].items()))
+        return (f"{head}\n  best: {b['template']} {knobs}\n  {b['timing']['median_ms']:.3f} ms "
+                f"(p10 {b['timing']['p10_ms']:.3f}, p90 {b['timing']['p90_ms']:.3f})  {b['rate']:.1f} {b['unit']}"
+                f"\n  log: {self.log}")
+
+
+def _result_of(rec: dict):
+    from .measure import Result
+    return Result(Candidate.make(rec["template"], rec["knobs"]), rec["status"], timing=rec.get("timing"),
+                  rate=rec.get("rate"), unit=rec.get("unit"), error=rec.get("error"))
+
+
+def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int | None = None,
+         timeout: float = 20.0, log=None, templates=None, rpc_tracker: str | None = None,
+         rpc_key: str | None = None, progress: bool = True, seed: int = 0, repeat: int = 7,
+         min_repeat_ms: int = 10, time_budget_s: float | None = None, resume: bool = True,
+         batch: int | None = None) -> TuneResult:
+    """Measure up to `trials` new candidates for `layer` on `target`; return the best verified record.
+
+    strategy: "auto" | "exhaustive" | "random" | "evolutionary" | a Strategy (see strategies.py).
+    workers: parallel build/check processes (default: the target's cores). timeout: seconds per phase
+    (build + check, timing) before a candidate is killed and recorded as "timeout".
+    log: a .jsonl file or a directory (default: $CONVSCHED_TUNING_LOGS or the shipped tuning_logs/).
+    templates: restrict the search to these template names. rpc_tracker/rpc_key: measure on the servers
+    registered under rpc_key with TVM's RPC tracker at host:port. time_budget_s: stop submitting new
+    candidates after this many seconds (the ones in flight still finish).
+    """
+    from .. import target as _target
+    from ..errors import ConvschedError, TargetError
+    from .measure import Measurer
+    from .strategies import make_strategy
+
+    if not isinstance(trials, int) or trials < 0:
+        raise ValueError(f"trials must be a non-negative integer, got {trials!r}")
+    tgt = _target.get(target)
+    rpc = None
+    if rpc_tracker or rpc_key:
+        if not (rpc_tracker and rpc_key):
+            raise ConvschedError("RPC measurement needs both rpc_tracker (host:port) and rpc_key")
+        from ..backend import rpc as _rpc
+        keys = _rpc.queue_keys(_rpc.check_tracker(rpc_tracker))
+        if rpc_key not in keys:
+            raise ConvschedError(f"no RPC server is registered under key '{rpc_key}' at {rpc_tracker} "
+                                 f"(keys there: {', '.join(sorted(keys)) or 'none'})")
+        rpc = (rpc_tracker, rpc_key)
+    else:
+        missing = tgt.missing_on(_target.host())
+        if missing:
+            raise TargetError(f"cannot measure {tgt.name} kernels on this host, which lacks "
+                              f"{', '.join(missing)}; use an RPC tracker with servers of that CPU")
+    space = SearchSpace(layer, tgt, templates)
+    strat = make_strategy(strategy, space, trials, seed)
+    path = database.log_path(tgt, log)
+    history, taken = [], set()
+    prior = database.records_for(layer, tgt, log) if resume else []
+    if templates:
+        prior = [r for r in prior if r["template"] in space.templates]
+    for r in prior:
+        history.append(_result_of(r))
+        taken.add(history[-1].candidate.key)
+    best = database.best(prior)
+    session = uuid.uuid4().hex[:12]
+    n_workers = max(1, workers or tgt.cores)
+    res = TuneResult(layer, tgt, str(path), best, prior=len(prior), strategy=strat.name)
+    t0 = time.monotonic()
+    bar = _progress(trials, layer, progress)
+    _postfix(bar, best, 0)
+    try:
+        with Measurer(layer, tgt, workers=n_workers, timeout=timeout, repeat=repeat, min_repeat_ms=min_repeat_ms,
+                      rpc=rpc, seed=seed) as m:
+            while len(res.records) < trials:
+                if time_budget_s is not None and time.monotonic() - t0 > time_budget_s:
+                    break
+                n = min(trials - len(res.records), batch or 2 * n_workers)
+                cands = strat.propose(n, taken, history)
+                cands = [c for c in cands if c.key not in taken][:n]
+                if not cands:
+                    break                                   # the space is exhausted
+                taken.update(c.key for c in cands)
+                for r in m.measure(cands):
+                    rec = database.make_record(layer, tgt, r.candidate.template, r.candidate.knob_dict, r.status,
+                                               timing=r.timing, rate=r.rate, unit=r.unit, error=r.error,
+                                               build_s=r.build_s, measured_on=r.measured_on, strategy=strat.name,
+                                               session=session, trial=len(prior) + len(res.records),
+                                               template_hash=r.template_hash)
+                    database.append(path, rec)
+                    res.records.append(rec)
+                    history.append(r)
+                    if database.is_good(rec) and (best is None or rec["timing"]["median_ms"] <
+                                                  best["timing"]["median_ms"]):
+                        best = rec
+                    bar.update(1)
+                    _postfix(bar, best, res.failed)
+    finally:
+        bar.close()
+        res.best, res.elapsed_s = best, time.monotonic() - t0
+    return res
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total, layer, enabled):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=f"tune {type(layer).__name__}", unit="trial", dynamic_ncols=True)
+
+
+def _postfix(bar, best, failed):
+    b = f"best {best['rate']:.1f} {best['unit']}" if best else "best -"
+    bar.set_postfix_str(f"{b}, failed {failed}")
+
+
+# `cs.tune` is this function, but once anything imports the subpackage convsched.tune (compile() does, to read
+# the logs), Python binds the *module* to the attribute convsched.tune. Make the module callable as tune() so
+# `cs.tune(layer, ...)` works either way.
+class _CallableModule(type(sys.modules[__name__])):
+    def __call__(self, *args, **kwargs):
+        return tune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,52 @@
+"""Named suites of layer shapes (`convsched bench --suite NAME`, `convsched tune --suite NAME`).
+
+resnet18   the 11 distinct conv layers of ResNet-18 at 224x224, batch 1, NHWC (stem, 3x3 and 1x1 downsample)
+resnet18-3 three of them, the tuner-vs-MetaSchedule benchmark's layers
+tiny       two small layers (tests, the demo)
+binary     two BinaryConv2d shapes (32x32 64->64, 16x16 128->128, 3x3 valid)
+"""
+from __future__ import annotations
+
+from ..errors import ConvschedError
+
+
+def _conv(h, cin, cout, k, stride):
+    from ..layers import Conv2d
+    return Conv2d(h=h, w=h, cin=cin, cout=cout, kh=k, kw=k, stride=stride, pad=k // 2)
+
+
+def resnet18():
+    return [
+        _conv(224, 3, 64, 7, 2),                                   # stem
+        _conv(56, 64, 64, 3, 1),                                   # layer1
+        _conv(56, 64, 128, 3, 2), _conv(28, 128, 128, 3, 1), _conv(56, 64, 128, 1, 2),     # layer2
+        _conv(28, 128, 256, 3, 2), _conv(14, 256, 256, 3, 1), _conv(28, 128, 256, 1, 2),   # layer3
+        _conv(14, 256, 512, 3, 2), _conv(7, 512, 512, 3, 1), _conv(14, 256, 512, 1, 2),    # layer4
+    ]
+
+
+def resnet18_3():
+    return [_conv(56, 64, 64, 3, 1), _conv(28, 128, 128, 3, 1), _conv(14, 256, 256, 3, 1)]
+
+
+def tiny():
+    return [_conv(8, 16, 32, 3, 1), _conv(14, 32, 32, 3, 1)]
+
+
+def binary():
+    """Binary (XOR-popcount) convs: DESIGN.md's example shape and a deeper one (only if the layer exists)."""
+    from .. import layers
+    if not hasattr(layers, "BinaryConv2d"):
+        raise ConvschedError("this installation has no BinaryConv2d layer")
+    B = layers.BinaryConv2d
+    return [B(h=32, w=32, cin=64, cout=64, kh=3, kw=3, stride=1, pad=0),
+            B(h=16, w=16, cin=128, cout=128, kh=3, kw=3, stride=1, pad=0)]
+
+
+SUITES = {"resnet18": resnet18, "resnet18-3": resnet18_3, "tiny": tiny, "binary": binary}
+
+
+def get_suite(name: str) -> list:
+    if name not in SUITES:
+        raise ConvschedError(f"unknown suite '{name}'; known: {', '.join(SUITES)}")
+    return SUITES[name]()
