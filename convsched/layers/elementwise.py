@@ -1,0 +1,233 @@
+"""Elementwise and fully-connected layers that networks need between convolutions and pools.
+
+    Add(n, h, w, c, act="relu")          y = act(a + b): the residual join of a ResNet block
+    Dense(n, h, w, c, cout, bias=True)   y = flatten(x) @ w + b: a classifier head (FC scores)
+
+Both are NHWC fp32. Add is ELEMENTWISE: the graph's fusion planner may inline it into the stage that
+produces one of its inputs (a conv's bias epilogue), so it never costs a pass over memory of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .base import Declaration, Layer, TensorSpec, check_positive
+
+ACTIVATIONS = (None, "relu")
+
+
+@dataclass(frozen=True)
+class Add(Layer):
+    """y = act(a + b), NHWC fp32, same shape everywhere.
+
+    Arguments: a (n, h, w, c), b (n, h, w, c). Output: y (n, h, w, c).
+    Stages and axes: "add" (a + b; axes n, h, w, c), "act" (max(., 0); act="relu" only; same axes).
+    """
+
+    n: int = 1
+    h: int = 56
+    w: int = 56
+    c: int = 64
+    act: str | None = None
+    dtype: str = "float32"
+
+    KIND: ClassVar[str] = "add"
+    ELEMENTWISE: ClassVar[bool] = True
+    op_unit: ClassVar[str] = "OP"
+    flops_per_op: ClassVar[int] = 1
+
+    def __post_init__(self):
+        check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c)
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"Add: act must be one of {ACTIVATIONS}, got {self.act!r}")
+        if self.dtype != "float32":
+            raise ValueError(f"Add: only float32 is supported, got {self.dtype!r}")
+
+    @property
+    def shape(self):
+        return (self.n, self.h, self.w, self.c)
+
+    def input_specs(self):
+        return [TensorSpec("a", self.shape, self.dtype), TensorSpec("b", self.shape, self.dtype)]
+
+    def output_specs(self):
+        return [TensorSpec("y", self.shape, self.dtype)]
+
+    def ops(self):
+        return self.n * self.h * self.w * self.c
+
+    def default_template(self):
+        return "add/nhwc"
+
+    def tolerance(self):
+        return (1e-6, 1e-6)
+
+    def declare(self) -> Declaration:
+        from ..backend import expr, te
+        a = te.placeholder(self.shape, self.dtype, name="a")
+        b = te.placeholder(self.shape, self.dtype, name="b")
+        out = te.compute(self.shape, lambda n, h, w, c: a[n, h, w, c] + b[n, h, w, c], name="add")
+        if self.act == "relu":
+            s = out
+            out = te.compute(self.shape, lambda n, h, w, c: expr.max(s[n, h, w, c], expr.const(0.0, self.dtype)),
+                             name="act")
+        return Declaration([a, b], [out])
+
+    def reference(self, a, b):
+        y = a.astype(np.float64) + b
+        if self.act == "relu":
+            y = np.maximum(y, 0)
+        return y.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    """y = act(flatten(x) @ w + b), fp32: a fully-connected layer (classifier scores).
+
+    Arguments: x (n, h, w, c) (NHWC, flattened in that order: k = (i*w + j)*c + ch), w (h*w*c, cout)
+    [cout contiguous], b (cout,) when bias=True. Output: y (n, cout).
+    Stages and axes: "dense" (spatial n, co; reduction k), "bias" (bias=True; n, co), "act" (act="relu").
+    """
+
+    n: int = 1
+    h: int = 1
+    w: int = 1
+    c: int = 512
+    cout: int = 10
+    bias: bool = True
+    act: str | None = None
+    dtype: str = "float32"
+
+    KIND: ClassVar[str] = "dense"
+
+    def __post_init__(self):
+        check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c, cout=self.cout)
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"Dense: act must be one of {ACTIVATIONS}, got {self.act!r}")
+        if self.dtype != "float32":
+            raise ValueError(f"Dense: only float32 is supported, got {self.dtype!r}")
+
+    @property
+    def k(self) -> int:
+        return self.h * self.w * self.c
+
+    def input_specs(self):
+        specs = [TensorSpec("x", (self.n, self.h, self.w, self.c), self.dtype),
+                 TensorSpec("w", (self.k, self.cout), self.dtype)]
+        if self.bias:
+            specs.append(TensorSpec("b", (self.cout,), self.dtype))
+        return specs
+
+    def output_specs(self):
+        return [TensorSpec("y", (self.n, self.cout), self.dtype)]
+
+    def ops(self):
+        return self.n * self.k * self.cout
+
+    def default_template(self):
+        return "dense/direct"
+
+    def tolerance(self):
+        return (1e-4, 2e-6 * self.k)
+
+    def declare(self) -> Declaration:
+        from ..backend import expr, te
+        H, W, C = self.h, self.w, self.c
+        x = te.placeholder((self.n, H, W, C), self.dtype, name="x")
+        wt = te.placeholder((self.k, self.cout), self.dtype, name="w")
+        k = te.reduce_axis((0, self.k), "k")
+        out = te.compute((self.n, self.cout), lambda n, co: te.sum(
+            x[n, k // (W * C), k // C % W, k % C] * wt[k, co], axis=k), name="dense")
+        inputs = [x, wt]
+        if self.bias:
+            b = te.placeholder((self.cout,), self.dtype, name="b")
+            inputs.append(b)
+            d = out
+            out = te.compute(d.shape, lambda n, co: d[n, co] + b[co], name="bias")
+        if self.act == "relu":
+            p = out
+            out = te.compute(p.shape, lambda n, co: expr.max(p[n, co], expr.const(0.0, self.dtype)), name="act")
+        return Declaration(inputs, [out])
+
+    def reference(self, x, w, b=None):
+        y = x.reshape(self.n, -1).astype(np.float64) @ w.astype(np.float64)
+        if b is not None:
+            y = y + b
+        if self.act == "relu":
+            y = np.maximum(y, 0)
+        return y.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class BitDense(Layer):
+    """Binary fully-connected scores: y[n, k] = popcount(x[n] XOR w[k]) over all h*w*c bits (int32).
+
+    The loss-delta heads' "score_k = popcount(fc[k] XOR pooled)" (DESIGN.md): the number of mismatching bits,
+    so a low score means agreement (in +-1 values the dot product is h*w*c - 2*score).
+    Arguments: x (n, h, w, c) bits, w (classes, h, w, c) bits: logical 0/1 arrays or packed uint64 words
+    (cs.bits.pack along the last axis; pad bits 0). Output: (n, classes) int32.
+    Stages and axes: "scores" (spatial n, k; reduction i, j, q = word).
+    """
+
+    n: int = 1
+    h: int = 2
+    w: int = 2
+    c: int = 64
+    classes: int = 10
+
+    KIND: ClassVar[str] = "bit_dense"
+    op_unit: ClassVar[str] = "bit-MAC"
+    flops_per_op: ClassVar[int] = 1
+    exact: ClassVar[bool] = True
+
+    def __post_init__(self):
+        check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c, classes=self.classes)
+
+    @property
+    def cw(self) -> int:
+        return -(-self.c // 64)
+
+    def _logical(self):
+        return {"x": ((self.n, self.h, self.w, self.c), self.c), "w": ((self.classes, self.h, self.w, self.c), self.c)}
+
+    def input_specs(self):
+        return [TensorSpec("x", (self.n, self.h, self.w, self.cw), "uint64"),
+                TensorSpec("w", (self.classes, self.h, self.w, self.cw), "uint64")]
+
+    def output_specs(self):
+        return [TensorSpec("y", (self.n, self.classes), "int32")]
+
+    def ops(self):
+        return self.n * self.classes * self.h * self.w * self.c
+
+    def default_template(self):
+        return "bit_dense/direct"
+
+    def prepare_inputs(self, arrays):
+        from .binary import _prepare
+        return _prepare(self, arrays)
+
+    def random_inputs(self, seed: int = 0):
+        from .. import bits
+        rng = np.random.default_rng(seed)
+        return [bits.pack(rng.integers(0, 2, shape), axis=-1) for shape, _ in self._logical().values()]
+
+    def declare(self) -> Declaration:
+        from ..backend import expr, te
+        x = te.placeholder((self.n, self.h, self.w, self.cw), "uint64", name="x")
+        wt = te.placeholder((self.classes, self.h, self.w, self.cw), "uint64", name="w")
+        i = te.reduce_axis((0, self.h), "i")
+        j = te.reduce_axis((0, self.w), "j")
+        q = te.reduce_axis((0, self.cw), "q")
+        y = te.compute((self.n, self.classes), lambda n, k: te.sum(
+            expr.popcount(x[n, i, j, q] ^ wt[k, i, j, q]).astype("int32"), axis=[i, j, q]), name="scores")
+        return Declaration([x, wt], [y])
+
+    def reference(self, x, w):
+        from .binary import to_packed
+        xp = to_packed(x, self.c, self._logical()["x"][0], "x")
+        wp = to_packed(w, self.c, self._logical()["w"][0], "w")
+        mism = np.bitwise_count(xp[:, None] ^ wp[None]).astype(np.int64)
+        return mism.reshape(self.n, self.classes, -1).sum(-1).astype(np.int32)
