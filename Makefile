@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench bench-lce lce-venv venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,21 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 # Benchmarks install PyTorch (exactly torch==2.13.0, the CPU wheel) as a peer.
+# e.g. make bench BENCH_ARGS="--threads 1 --layers 7x7 --quick"
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) benchmarks/resnet18_conv.py
+	$(PY) benchmarks/resnet18_conv.py $(BENCH_ARGS)
+
+# Binary conv benchmark with Larq Compute Engine as a peer. LCE 0.16 needs TensorFlow 2.16, which needs
+# numpy < 2: it lives in its own environment (.venv-lce) and runs as a subprocess of the benchmark.
+LCE_VENV ?= .venv-lce
+lce-venv:
+	test -x $(LCE_VENV)/bin/python || $(PYTHON) -m venv $(LCE_VENV)
+	$(LCE_VENV)/bin/python -m pip install -q "tensorflow-cpu==2.16.1" "larq-compute-engine==0.16.0" "numpy<2"
+
+bench-lce: $(STAMP) lce-venv
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/binary_conv.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

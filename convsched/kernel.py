@@ -111,9 +111,20 @@ class Kernel:
         return Timing(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
                       unit, ops / (med * 1e-3) / 1e9, peak)
 
+    def bind(self, **fixed):
+        """Fix some inputs once (e.g. bind(w=layer.pack_weights(w), b=b)): -> a callable taking the rest."""
+        from .bound import BoundKernel
+        return BoundKernel(self, fixed)
+
     def describe(self) -> str:
         """The scheduled loop nest (TVMScript), headed by the schedule's text."""
         return f"# {self}\n{self.schedule.text()}\n\n{self._loop_nest}"
+
+    def export(self, directory, name: str | None = None):
+        """Write libNAME.so + NAME.h + manifest.json into `directory` (see convsched/export.py); cs.load() reads
+        it back. Several kernels in one library: convsched.export.export({name: kernel, ...}, directory)."""
+        from .export import export
+        return export(self, directory, name=name)
 
 
 _warned: set = set()
@@ -134,6 +145,9 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
     schedule(s, layer) written inline. With none of these, the best verified tuning record for this
     workload and target is used, else the layer's default template (with a warning, once per workload).
     """
+    hook = getattr(layer, "compile_kernel", None)
+    if hook is not None:  # layers whose kernel is several compiled functions plus glue (e.g. LossDelta)
+        return hook(template=template, knobs=knobs, target=target, schedule=schedule, log=log)
     from . import backend
     from .schedule import template as T
     from .schedule.steps import Schedule

@@ -37,5 +37,7 @@ def test_template_sampled_knobs(name, idx, host):
 
 
 def test_every_kind_with_templates_has_samples():
-    kinds = {n.split("/")[0] for n in cs.schedule.list_templates()}
+    # shipped templates only: tests of user template directories register more kinds in this process
+    builtin = cs.schedule.template.BUILTIN_DIR
+    kinds = {d.name for d in builtin.iterdir() if d.is_dir() and any(d.glob("*.py"))}
     assert kinds <= set(SAMPLES), f"template kinds without sample layers: {kinds - set(SAMPLES)}"
