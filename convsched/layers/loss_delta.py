@@ -128,9 +128,10 @@ class LossDelta(Layer):
 
     @property
     def word_bits(self) -> int:
-        """Bits per packed word of the forward kernel: uint32 when C <= 32 (a uint64 word would be half pad,
-        and AVX2 popcounts twice as many uint32 lanes per vector), else uint64."""
-        return 32 if self.cin <= 32 else 64
+        """Bits per packed word of the forward kernel: the narrowest of uint8 / 16 / 32 / 64 that holds C
+        bits, else uint64 (a wider word would be mostly pad, and AVX2 popcounts more narrow lanes per
+        vector: on uint8 lanes the emulated popcount is just the vpshufb nibble lookups)."""
+        return next((b for b in (8, 16, 32) if self.cin <= b), 64)
 
     @property
     def word_dtype(self) -> str:
@@ -419,35 +420,44 @@ class LossDelta(Layer):
         if algorithm == "forward":
             x = te.placeholder((B, H, W, CW), self.word_dtype, name="x_words")
             di, dj, cw = te.reduce_axis((0, 3), "di"), te.reduce_axis((0, 3), "dj"), te.reduce_axis((0, CW), "cw")
+            # "popc" accumulates in the word type (uint64 lanes: vpsadbw's own result, no narrowing per term;
+            # the binary conv's blocked template does the same), then one cast per output
             if self.weights == "binary":
                 wt = te.placeholder((3, 3, CW, O), self.word_dtype, name="w_words")      # o innermost: vectorizes
-                m = te.compute((B, self.ph, self.pw, O), lambda n, i, j, o: te.sum(
-                    expr.popcount(wt[di, dj, cw, o] ^ x[n, i + di, j + dj, cw]).astype("int32"),
-                    axis=[di, dj, cw]), name="mismatch")
+                acc = te.compute((B, self.ph, self.pw, O), lambda n, i, j, o: te.sum(
+                    expr.popcount(wt[di, dj, cw, o] ^ x[n, i + di, j + dj, cw]), axis=[di, dj, cw]), name="popc")
+                m = te.compute((B, self.ph, self.pw, O), lambda n, i, j, o: acc[n, i, j, o].astype("int32"),
+                               name="mismatch")
                 return Declaration([x, wt], [m])
             wp = te.placeholder((3, 3, CW, O), self.word_dtype, name="w_plus")
             wm = te.placeholder((3, 3, CW, O), self.word_dtype, name="w_minus")
             zc = te.placeholder((O,), "int32", name="w_zeros")
             # cost bits: 2 where (w = +1 and x = 0) or (w = -1 and x = 1) = the bits of wp ^ ((wp ^ wm) & x)
-            m = te.compute((B, self.ph, self.pw, O), lambda n, i, j, o: te.sum(expr.popcount(
-                wp[di, dj, cw, o] ^ ((wp[di, dj, cw, o] ^ wm[di, dj, cw, o]) & x[n, i + di, j + dj, cw]))
-                .astype("int32"), axis=[di, dj, cw]), name="mismatch")
-            cost = te.compute((B, self.ph, self.pw, O), lambda n, i, j, o: 2 * m[n, i, j, o] + zc[o], name="cost")
+            acc = te.compute((B, self.ph, self.pw, O), lambda n, i, j, o: te.sum(expr.popcount(
+                wp[di, dj, cw, o] ^ ((wp[di, dj, cw, o] ^ wm[di, dj, cw, o]) & x[n, i + di, j + dj, cw])),
+                axis=[di, dj, cw]), name="popc")
+            cost = te.compute((B, self.ph, self.pw, O),
+                              lambda n, i, j, o: 2 * acc[n, i, j, o].astype("int32") + zc[o], name="cost")
             return Declaration([x, wp, wm, zc], [cost])
         if algorithm not in ("deltas", "deltas_none"):
             raise ValueError(f"LossDelta has no algorithm {algorithm!r} (it has {', '.join(self.ALGORITHMS)})")
         S, thr, nb = self.nseg, self.seg_threshold, (2 if self.weights == "ternary" else 1)
         acc = "int16" if self.ph * self.pw < 32768 else "int32"
-        ximg = te.placeholder((B, (H + 3) * W, C), "uint8", name="ximg")          # 3 zero rows: the sentinel
-        inputs, gathers, ons, ss = [ximg], [], [], []
+        # The image itself (no sentinel rows) and classify's lists as they are: row (n, s, b, o) holds
+        # sens[n, s, o] pixel offsets, the rest is stale. The gather loop runs to K (the longest live list,
+        # bound by the length of the "kbound" argument) and skips k >= sens: rows are 6 long on average and
+        # 29 at most at 1024 -> 1024, so padding every row to K did 5x the work.
+        ximg = te.placeholder((B, H * W, C), "uint8", name="ximg")
+        lists = te.placeholder((B, S, nb, O, self.seg_shape[0] * self.seg_shape[1]), "int32", name="lists")
+        inputs, gathers, ons, ss = [ximg, lists], [], [], []
         for band in range(1, nb + 1):
             sfx = "" if band == 1 else str(band)
             K = te.var("k" + str(band))
-            idx = te.placeholder((B, S, O, K), "int32", name="idx" + sfx)
+            kb = te.placeholder((K,), "int32", name="kbound" + sfx)
             on = te.placeholder((B, S, O), "int32", name="on" + sfx)
             sc = te.placeholder((B, S, O), "int32", name="sens" + sfx)
-            g = _gather(te, ximg, idx, K, (B, S, O, 3, 3, C), W, acc, "gather" + sfx)
-            inputs += [idx, on, sc]
+            g = _gather(te, ximg, lists, band - 1, K, sc, (B, S, O, 3, 3, C), W, acc, "gather" + sfx)
+            inputs += [kb, on, sc]
             gathers.append(g)
             ons.append(on)
             ss.append(sc)
@@ -547,11 +557,16 @@ class LossDelta(Layer):
         return compile_loss_delta(self, template=template, knobs=knobs, target=target, schedule=schedule)
 
 
-def _gather(te, ximg, idx, K, shape, W, acc, name):
-    """G[n, s, o, di, dj, c] = sum over k < K of the input bit (di, dj, c) of patch idx[n, s, o, k]."""
+def _gather(te, ximg, lists, b, K, cnt, shape, W, acc, name):
+    """G[n, s, o, di, dj, c] = sum over k < cnt[n, s, o] (<= K) of the input bit (di, dj, c) of the patch
+    whose top-left pixel offset is lists[n, s, b, o, k]."""
+    from ..backend import expr
     k = te.reduce_axis((0, K), "k")
-    return te.compute(shape, lambda n, s, o, di, dj, c: te.sum(
-        ximg[n, idx[n, s, o, k] + di * W + dj, c].astype(acc), axis=k), name=name)
+    # if_then_else, not te.sum(where=): TVM 0.27's create_prim_func drops a reduction's where= silently;
+    # if_then_else keeps the load of a stale list entry from running
+    return te.compute(shape, lambda n, s, o, di, dj, c: te.sum(expr.if_then_else(
+        k < cnt[n, s, o], ximg[n, lists[n, s, b, o, k] + di * W + dj, c].astype(acc), expr.const(0, acc)),
+        axis=k), name=name)
 
 
 def _popcount(a):

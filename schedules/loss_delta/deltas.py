@@ -5,7 +5,9 @@ Loop nest (reduce="sum"):
     parallel o
       n                                   the batch reduction
         gather: s, k, di, dj, c_o, c_i    G[s, :] += input bits (di, dj, c) of sensitive patch k of row (n, s, o)
-                                          (uint8 loads widened to int16 lanes; k loops over the row's list)
+                                          (uint8 loads widened to int16 lanes; k loops to the longest list,
+                                          a guard skips k past this row's count: 1024->1024 deltas 14.6 ->
+                                          8.5 ms per example vs padding every row, 1 thread, Zen 3, pinned)
         code:   di, dj, c_o, c_i          the set of segments whose pooled bit each mutation flips
         dsum:   di, dj, c_o, c_i          += the loss delta of that set (table lookup or per-class masks)
 Everything under (o, n) lives in L1: G is 9C int16 per segment.

@@ -1,13 +1,12 @@
-"""Forward stage of the loss-delta layer: XOR-popcount 3x3 conv on packed uint64 words ("mismatch"; ternary:
-"cost" = 2 * mismatch + zeros, inlined).
+"""Forward stage of the loss-delta layer: XOR-popcount 3x3 conv on packed words ("popc", accumulated in
+the word type like the binary conv's blocked template, then the int32 epilogue "mismatch"; ternary: "cost" =
+2 * popc + zeros). Words are uint8 / uint16 / uint32 / uint64, the narrowest that holds C bits.
 
-Loop nest of "mismatch": parallel (n, i) rows; j_o; o_o; reduction di, dj, cw; j_i (unrolled) x o_i
-(vectorized, uint64 lanes) register tile. Weights are laid out (3, 3, cw, o) so o is contiguous. Words are uint32 when C <= 32, else uint64.
-Measured (Zen 3, AVX2 popcount emulation, 1 thread, 2 cores shared with ~6 other jobs), 32x32 images,
-256 -> 256: o_vec=8 j_tile=2..5: 2.2 ms (~240 G bit-MAC/s); o_vec=4: 2.6-3.3 ms; o_vec=1 (scalar popcnt):
-3.2 ms at best, 16 ms with j_tile 2-3.
-1024 -> 1024 (o_outer=True unless said): o_vec=16 j_tile=2: 41 ms (206 G bit-MAC/s); o_vec=8 j_tile=2: 44 ms;
-o_vec=8 j_tile=5: 56 ms (o_outer=False: 59 ms); o_vec=4 j_tile=5: 63 ms.
+Loop nest of "popc": parallel (n, o_o) [or (n, i)]; i; j_o; reduction di, dj, cw; j_i (unrolled) x o_i
+(vectorized) register tile; the epilogue per tile. Weights are laid out (3, 3, cw, o) so o is contiguous.
+Measured (1 thread, Zen 3, AVX2 popcount emulation, core pinned), 32x32 images, forward alone: 1024 -> 1024
+29-31 ms = 275-290 G bit-MAC/s (85-90% of the 322 G xor+popcount+add ceiling; was 40 ms / 214 G with an
+int32 accumulator: a vpmovqd-style narrowing per term); 256 -> 256 2.0-2.1 ms = 255-267 G (was 2.7 ms).
 """
 from convsched.schedule import divisors
 
@@ -15,7 +14,7 @@ LAYER = "loss_delta"
 ALGORITHM = "forward"
 
 KNOBS = {
-    "o_vec": lambda layer, target: [v for v in (1, 2, 4, 8, 16) if layer.cout % v == 0],
+    "o_vec": lambda layer, target: [v for v in (1, 2, 4, 8, 16, 32) if layer.cout % v == 0],
     "j_tile": lambda layer, target: divisors(layer.pw, 8),
     # o blocks outermost: each block of weights (o_vec x 9C bits) is reused over the whole image from L1,
     # instead of streaming all weights (1.2 MB at 1024 -> 1024, more than L2) once per image row
@@ -23,17 +22,26 @@ KNOBS = {
 }
 
 
+# accumulator vectors in the register tile by word type: the emulated popcount needs more scratch registers
+# on wider lanes (uint16 / uint32 sum bytes in extra steps). Measured (1 thread, Zen 3, core pinned, 32x32
+# images, forward alone): 8->32 (uint8) o_vec=32 j_tile=6: 7.7 us/example (269 G bit-MAC/s), j_tile=2 11.7;
+# 16->32 (uint16) o_vec=32 j_tile=2: 18.2 us (228 G), j_tile=3 27; 32->32 (uint32) o_vec=16 j_tile=2 42 us
+# (199 G), o_vec=32 j_tile=2 66; 1024->1024 (uint64) o_vec=16 j_tile=2: 29 ms (290 G), o_vec=8 j_tile=5 268 G.
+_ACCUMULATORS = {8: 6, 16: 4, 32: 4, 64: 8}
+
+
 def defaults(layer, target):
-    # up to 4 vectors of o per pixel and up to 8 accumulator vectors in the register tile (16 ymm on AVX2,
-    # the popcount emulation needs a few more for its table and masks)
-    lanes = target.lanes(layer.word_dtype)          # 4 uint64 or 8 uint32 lanes on AVX2
-    o_vec = max(v for v in (1, 2, 4, 8, 16) if layer.cout % v == 0 and v <= 4 * lanes)
+    lanes = target.lanes(layer.word_dtype)          # 32 uint8 ... 4 uint64 lanes on AVX2
+    widest = (4 if layer.word_bits == 64 else 2) * lanes
+    o_vec = max(v for v in KNOBS["o_vec"](layer, target) if v <= widest)
     vecs = max(1, o_vec // lanes)
-    return {"o_vec": o_vec, "j_tile": max(d for d in divisors(layer.pw) if d * vecs <= 8), "o_outer": True}
+    budget = _ACCUMULATORS[layer.word_bits]
+    return {"o_vec": o_vec, "j_tile": max([d for d in divisors(layer.pw) if d * vecs <= budget] or [1]),
+            "o_outer": True}
 
 
 def schedule(s, layer, o_vec, j_tile, o_outer):
-    m = s["mismatch"]
+    m = s["popc"]
     o_o, o_i = m.split("o", o_vec)
     j_o, j_i = m.split("j", j_tile)
     if o_outer:
@@ -46,6 +54,9 @@ def schedule(s, layer, o_vec, j_tile, o_outer):
     m.unroll(j_i)
     if o_vec > 1:
         m.vectorize(o_i)
-    if "cost" in s:
-        s["cost"].reverse_compute_at(m, row)
+    # the int32 epilogue (cast, ternary: 2 * count + zeros) per register tile, while it is in registers
+    epi = s["cost"] if "cost" in s else s["mismatch"]
+    epi.reverse_compute_at(m, j_o)
+    if o_vec > 1:
+        epi.vectorize(epi.axes[-1])
     m.decompose_reduction(j_o)
