@@ -3,6 +3,7 @@ epilogue, the blocked NCHWc layout with pre-packed weights, layout transforms, a
 
 (tests/test_templates.py also runs every template over sampled knobs on tests/layer_samples.py.)
 """
+import dataclasses
 import warnings
 
 import numpy as np
@@ -149,3 +150,35 @@ def test_prepacked_panels_equal_hwio():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="wpack=12 needs layout NHWC and must divide"):
         L.Conv2d(cout=32, wpack=12)
+
+
+def test_nhwc_direct_prepacked_deep_layer_copies_no_weights():
+    # weights > L2/2 -> "ci" order; with wpack the panels are read in place: pack="x" (input slab only),
+    # the register tile inside one panel or covering whole panels
+    host = cs.target.host()
+    tmpl = cs.schedule.get_template("conv2d/nhwc_direct")
+    for P in (8, 16):
+        layer = L.Conv2d(h=7, w=7, cin=96, cout=192, bias=True, act="relu", wpack=P)   # 663 KB of weights
+        d = tmpl.defaults(layer, host)
+        assert d["order"] == "ci" and d["pack"] == "x", d
+        assert P % d["co_tile"] == 0 or d["co_tile"] % P == 0, d
+        k = cs.compile(layer, template="conv2d/nhwc_direct")
+        assert "cache_read(w" not in k.schedule.text()
+        check_against_reference(layer, k, seed=4)
+    plain = L.Conv2d(h=7, w=7, cin=96, cout=192)
+    assert tmpl.defaults(plain, host)["pack"] == "xw"
+
+
+def test_nhwc_direct_defaults_balance_rows_over_cores():
+    # 7 output rows (oh_tile 1 or 7) on 2 cores would run 4 + 3: the 2-core defaults put channel blocks in
+    # parallel instead; the kernel built for 2 cores still runs (and is checked) here
+    two = cs.target.get("host", cores=2)
+    tmpl = cs.schedule.get_template("conv2d/nhwc_direct")
+    for layer in (L.Conv2d(h=14, w=14, cin=32, cout=64, kh=1, kw=1, stride=2, pad=0),
+                  L.Conv2d(h=7, w=7, cin=16, cout=32, bias=True)):
+        d1, d2 = tmpl.defaults(layer, dataclasses.replace(two, cores=1)), tmpl.defaults(layer, two)
+        rows = layer.n * layer.oh // d2["oh_tile"]
+        assert rows % 2 == 0 or d2["order"] == "co", d2
+        assert d1["order"] == "row"
+        k = cs.compile(layer, template="conv2d/nhwc_direct", target=two)
+        check_against_reference(layer, k, seed=5)

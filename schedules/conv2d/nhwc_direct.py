@@ -62,7 +62,7 @@ KNOBS = {
     "oh_tile": lambda layer, target: divisors(layer.oh, 4),    # output rows per register tile
     "ci_tile": _ci_tiles,                                      # input channels per pass over a weight slice
     "order": ["row", "co", "ci"],                              # see the docstring
-    "pack": ["none", "xw"],                                    # copy input/weight slices contiguous (co, ci)
+    "pack": ["none", "xw", "x"],                               # copy input(/weight) slices contiguous (co, ci)
     "pad_at": ["row", "root", "inline"],                       # padded rows per output row / one pass / inline
     "unroll_kw": [False, True],
 }
@@ -98,16 +98,28 @@ def _tile_score(target, co_tile, ow_tile, oh_tile):
 def defaults(layer, target):
     lanes = target.lanes("float32")
     space = {k: (v(layer, target) if callable(v) else v) for k, v in KNOBS.items()}
-    tiles = [(co, ow, oh) for co in space["co_tile"] for ow in space["ow_tile"] for oh in space["oh_tile"]
+    P = layer.wpack
+    # pre-packed weights (wpack=P): a register tile covers whole panels or lies inside one, so each weight
+    # vector is one contiguous load from a panel
+    cos = [c for c in space["co_tile"] if not P or P % c == 0 or c % P == 0] or space["co_tile"]
+    tiles = [(co, ow, oh) for co in cos for ow in space["ow_tile"] for oh in space["oh_tile"]
              if _regs(target, co, ow, oh) <= target.num_vector_registers]
     # best modelled tile; ties: more accumulators, then two weight vectors (4x16 and 2x2x16 measured best)
     co, ow, oh = max(tiles, key=lambda t: (round(_tile_score(target, *t), 3), t[1] * t[2] * _vecs(t[0], lanes),
                                            -abs(_vecs(t[0], lanes) - 2), -t[2]))
     weight_bytes = layer.kh * layer.kw * layer.cin_per_group * layer.cout * 4
+    rows = layer.n * (layer.oh // oh)
     if layer.groups > 1 or weight_bytes <= L2_BYTES // 2:
-        order, pack, pad_at = "row", "none", "row"
+        # no padding (1x1 convs): read the input in place rather than copy rows (the stride-2 1x1 convs
+        # would copy twice the columns they read)
+        order, pack, pad_at = "row", "none", ("row" if any(layer.pads) else "inline")
+        if layer.groups == 1 and target.cores > 1 and rows % target.cores and (layer.cout // co) % target.cores == 0:
+            # too few (or uneven) row blocks for the cores (28->14 1x1 s2, oh_tile 2: 7 rows on 2 cores run
+            # 4 + 3): channel blocks in parallel instead, the padded input built once (or read in place)
+            order, pad_at = "co", ("root" if any(layer.pads) else "inline")
     else:                                        # many weights: stream them once, packed (see above)
-        order, pack, pad_at = "ci", "xw", "inline"
+        # pre-packed panels are read in place: only the input slab is copied per call
+        order, pack, pad_at = "ci", ("x" if P else "xw"), "inline"
 
     def l1_bytes(ci):                            # weight slice (+ in "ci" order the input band it meets)
         band = (oh - 1) * layer.strides[0] + layer.kh if order == "ci" else 0
@@ -147,8 +159,9 @@ def schedule(s, layer, co_tile, ow_tile, oh_tile, ci_tile, order, pack, pad_at, 
         conv.unroll(axis)
     if unroll_kw:
         conv.unroll("kw")
-    if pack == "xw":
+    if pack in ("xw", "x"):
         conv.cache_read("pad").compute_at(conv, ci_o)            # (tile rows x ci_tile), contiguous
+    if pack == "xw":
         conv.cache_read("w").compute_at(conv, co_o if order == "ci" else ci_o)
     if pad_at == "row":
         s["pad"].compute_at(conv, outer)

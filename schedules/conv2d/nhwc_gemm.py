@@ -30,7 +30,9 @@ def applies(layer, target):
 
 def _co_tiles(layer, target):
     lanes = target.lanes("float32")
-    tiles = [t for t in (lanes, 2 * lanes, 3 * lanes) if layer.cout % t == 0 and (layer.wpack or t) % t == 0]
+    # with pre-packed panels (wpack=P) a tile lies inside one panel or covers whole panels (P=8: 8 or 16)
+    P = layer.wpack
+    tiles = [t for t in (lanes, 2 * lanes, 3 * lanes) if layer.cout % t == 0 and (not P or P % t == 0 or t % P == 0)]
     return tiles or [t for t in divisors(layer.cout) if t <= lanes][-1:]
 
 
