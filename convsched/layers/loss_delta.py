@@ -325,9 +325,16 @@ class LossDelta(Layer):
         e = np.where(fc[None] == oldb[:, None], 1, -1).astype(np.int64)       # B, classes, S, O
         out = {"bands": bands, "old": oldb.astype(np.int32), "a": a, "e": e}
         if self.nseg <= TABLE_MAX_SEGMENTS:
-            codes = ((np.arange(2 ** self.nseg)[:, None] >> np.arange(self.nseg)[None]) & 1).astype(np.int64)
-            d = np.einsum("cs,bkso->bokc", codes, e)                            # B, O, classes, 2^S
-            out["table"] = (d * (2 * a[:, None, :, None] + d)).sum(2).astype(np.int32)
+            # table[b, o, c] = sum_k d_k (2 a_k + d_k), d_k = sum of e[b, k, s, o] over the segments s in c:
+            # float64 matrix products (small integers: exact), 5x faster than the int64 einsum at 128->128 2x2
+            codes = ((np.arange(2 ** self.nseg)[:, None] >> np.arange(self.nseg)[None]) & 1).astype(np.float64)
+            ef = e.astype(np.float64)
+            d = np.matmul(codes, ef)                                            # B, classes, 2^S, O
+            lin = np.matmul(codes, np.matmul(2 * a[:, None].astype(np.float64),
+                                             ef.reshape(ef.shape[0], self.classes, -1)).reshape(
+                ef.shape[0], self.nseg, self.cout))                            # B, 2^S, O: sum_k 2 a_k d_k
+            quad = np.einsum("bkco,bkco->bco", d, d)                            # sum_k d_k^2
+            out["table"] = np.rint(lin + quad).astype(np.int32).transpose(0, 2, 1).copy()
         else:
             out["fmask"] = ((e == -1).astype(np.int64) << np.arange(self.nseg)[None, None, :, None]).sum(2)\
                 .transpose(0, 2, 1).astype(np.int32).copy()                    # B, O, classes

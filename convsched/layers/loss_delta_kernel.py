@@ -112,20 +112,28 @@ class LossDeltaKernel:
     def forward(self, x, w):
         """Forward counts (B, PH, PW, O) int32 (TE), then classify (TIR): (stats, lists); see
         convsched.backend.loss_delta.classify_func."""
+        return self.classify(self.counts(*self.pack(x, w)))
+
+    def pack(self, x, w) -> list:
+        """The forward kernel's inputs: packed image words, then weight words (ternary: plus, minus, zeros)."""
         L = self.layer
-        B = x.shape[0]
         wd = np.dtype(L.word_dtype)
-        xw = _pack(x, wd)
-        counts = aligned_empty((B, L.ph, L.pw, L.cout), "int32")
         if L.weights == "binary":
-            ww = _aligned(_pack(w, wd).transpose(1, 2, 3, 0))
-            self._parts["forward"].built(xw, ww, counts)
-        else:
-            wp = _aligned(_pack((w == 1).view(np.uint8), wd).transpose(1, 2, 3, 0))
-            wm = _aligned(_pack((w == -1).view(np.uint8), wd).transpose(1, 2, 3, 0))
-            zc = _aligned((w == 0).reshape(L.cout, -1).sum(1), np.int32)
-            self._parts["forward"].built(xw, wp, wm, zc, counts)
-        nb = len(L.bands())
+            return [_pack(x, wd), _aligned(_pack(w, wd).transpose(1, 2, 3, 0))]
+        wp = _aligned(_pack((w == 1).view(np.uint8), wd).transpose(1, 2, 3, 0))
+        wm = _aligned(_pack((w == -1).view(np.uint8), wd).transpose(1, 2, 3, 0))
+        zc = _aligned((w == 0).reshape(L.cout, -1).sum(1), np.int32)
+        return [_pack(x, wd), wp, wm, zc]
+
+    def counts(self, *packed) -> np.ndarray:
+        L = self.layer
+        counts = aligned_empty((packed[0].shape[0], L.ph, L.pw, L.cout), "int32")
+        self._parts["forward"].built(*packed, counts)
+        return counts
+
+    def classify(self, counts):
+        L = self.layer
+        B, nb = counts.shape[0], len(L.bands())
         stats = aligned_empty((B, L.nseg, 1 + 2 * nb, L.cout), "int32")
         lists = aligned_empty((B, L.nseg, nb, L.cout, L.seg_shape[0] * L.seg_shape[1]), "int32")
         self._classify(counts, stats, lists)
@@ -167,7 +175,8 @@ class LossDeltaKernel:
         return LossDeltas(conv, dfc.sum(0) if reduce == "sum" else dfc)
 
     def profile(self, arrays=None, repeat: int = 5) -> dict:
-        """Best-of-`repeat` milliseconds of each part of one call: forward, analyse, lists, deltas, total."""
+        """Best-of-`repeat` milliseconds of each part of one call: pack, conv (the forward XOR-popcount conv),
+        classify, analyse, lists (the delta kernel's arguments), deltas, fc, total."""
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         x, lab, w, fc = L.canon_inputs(*arrays)
@@ -181,8 +190,14 @@ class LossDeltaKernel:
         for _ in range(repeat):
             t_all = time.perf_counter()
             t0 = time.perf_counter()
-            fwd = self.forward(x, w)
-            tick("forward", t0)
+            packed = self.pack(x, w)
+            tick("pack", t0)
+            t0 = time.perf_counter()
+            counts = self.counts(*packed)
+            tick("conv", t0)
+            t0 = time.perf_counter()
+            fwd = self.classify(counts)
+            tick("classify", t0)
             t0 = time.perf_counter()
             info = L.analyse(fwd[0], lab, fc)
             tick("analyse", t0)
