@@ -128,10 +128,11 @@ class LossDelta(Layer):
 
     @property
     def word_bits(self) -> int:
-        """Bits per packed word of the forward kernel: the narrowest of uint8 / 16 / 32 / 64 that holds C
-        bits, else uint64 (a wider word would be mostly pad, and AVX2 popcounts more narrow lanes per
-        vector: on uint8 lanes the emulated popcount is just the vpshufb nibble lookups)."""
-        return next((b for b in (8, 16, 32) if self.cin <= b), 64)
+        """Bits per packed word of the forward kernel: uint8 for C <= 8, uint16 for C <= 32, else uint64. AVX2
+        popcounts more narrow lanes per vector (on uint8 lanes the emulated popcount is just the vpshufb nibble
+        lookups); forward alone, 1 thread, Zen 3, core pinned: 8->32 uint8 7.7 us/example vs 42 as uint32;
+        32->32 uint16 (2 words) 35 us vs 42 as uint32; 64->64 uint64 131 us vs 141 as uint16."""
+        return 8 if self.cin <= 8 else 16 if self.cin <= 32 else 64
 
     @property
     def word_dtype(self) -> str:
