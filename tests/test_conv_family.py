@@ -153,20 +153,35 @@ def test_prepacked_panels_equal_hwio():
 
 
 def test_nhwc_direct_prepacked_deep_layer_copies_no_weights():
-    # weights > L2/2 -> "ci" order; with wpack the panels are read in place: pack="x" (input slab only),
-    # the register tile inside one panel or covering whole panels
+    # weights > L2/2 with pre-packed panels: never a per-call weight copy; the register tile lies inside one
+    # panel or covers whole panels. 14x14 output: "ci" order, input slab packed (pack="x"); 7x7 output: a
+    # 5-pixel tile of the fused (oh, ow) axis (49 = 9 x 5 + 4: a partial last tile), "co" order, whole K.
     host = cs.target.host()
     tmpl = cs.schedule.get_template("conv2d/nhwc_direct")
-    for P in (8, 16):
-        layer = L.Conv2d(h=7, w=7, cin=96, cout=192, bias=True, act="relu", wpack=P)   # 663 KB of weights
-        d = tmpl.defaults(layer, host)
-        assert d["order"] == "ci" and d["pack"] == "x", d
-        assert P % d["co_tile"] == 0 or d["co_tile"] % P == 0, d
-        k = cs.compile(layer, template="conv2d/nhwc_direct")
-        assert "cache_read(w" not in k.schedule.text()
-        check_against_reference(layer, k, seed=4)
-    plain = L.Conv2d(h=7, w=7, cin=96, cout=192)
-    assert tmpl.defaults(plain, host)["pack"] == "xw"
+    for h, order, pack, px in ((14, "ci", "x", 0), (7, "co", "none", 5)):
+        for P in (8, 16):
+            layer = L.Conv2d(h=h, w=h, cin=96, cout=192, bias=True, act="relu", wpack=P)   # 663 KB of weights
+            d = tmpl.defaults(layer, host)
+            assert (d["order"], d["pack"], d["px_tile"]) == (order, pack, px), d
+            assert P % d["co_tile"] == 0 or d["co_tile"] % P == 0, d
+            k = cs.compile(layer, template="conv2d/nhwc_direct")
+            assert "cache_read(w" not in k.schedule.text()
+            check_against_reference(layer, k, seed=4)
+        plain = L.Conv2d(h=h, w=h, cin=96, cout=192)
+        assert tmpl.defaults(plain, host)["pack"] == "xw"
+
+
+def test_nhwc_direct_pixel_tiles_with_partial_last_tile():
+    # px_tile not dividing oh*ow (TVM predicates the last tile): both orders, stride 2, residual epilogue
+    for layer, knobs in (
+            (L.Conv2d(h=13, w=13, cin=24, cout=32, stride=2, residual=True, act="relu"),      # 7x7 = 49 pixels
+             dict(order="ci", pack="xw", pad_at="inline", ci_tile=24)),
+            (L.Conv2d(n=2, h=7, w=5, cin=16, cout=32, bias=True, wpack=16),                   # 35 pixels
+             dict(order="co", pack="none", pad_at="root", ci_tile=16))):
+        for px in (4, 6):
+            k = cs.compile(layer, template="conv2d/nhwc_direct",
+                           knobs=dict(knobs, px_tile=px, oh_tile=1, ow_tile=1, co_tile=16))
+            check_against_reference(layer, k, seed=6)
 
 
 def test_nhwc_direct_defaults_balance_rows_over_cores():

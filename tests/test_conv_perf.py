@@ -19,7 +19,8 @@ def test_nhwc_direct_defaults_are_legal_on_resnet18(name, args, host):
     layer = cs.layers.Conv2d(**args)
     knobs = tmpl.check_knobs(layer, host, None)        # raises if a default is outside its space or illegal
     lanes = host.lanes("float32")
-    accumulators = knobs["oh_tile"] * knobs["ow_tile"] * max(1, knobs["co_tile"] // lanes)
+    pixels = knobs["px_tile"] or knobs["oh_tile"] * knobs["ow_tile"]     # px_tile: fused (oh, ow) pixel tile
+    accumulators = pixels * max(1, knobs["co_tile"] // lanes)
     assert accumulators >= 7, f"{name}: only {accumulators} accumulators cannot hide the FMA latency"
 
 

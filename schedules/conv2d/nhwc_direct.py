@@ -38,6 +38,9 @@ LAYER = "conv2d"
 
 L1_WEIGHT_BYTES = 40 * 1024       # weight slice per ci pass (~L1D; 56x56: ci 64 beat ci 16 and 32)
 L2_BYTES = 512 * 1024             # Zen 3 L2 per core: "row" order when all weights fit half of it
+# pixel tiles along the fused (oh, ow) axis that defaults() considers: each pixel of a tile keeps its own input
+# pointer in a general-purpose register; 6 ran out of them (7x7x512, co 16: px 4/5/6 = 57/61/53 GFLOP/s)
+PX_DEFAULT = (4, 5)
 
 
 def applies(layer, target):
@@ -60,6 +63,7 @@ KNOBS = {
     "co_tile": _co_tiles,                                      # output channels per register tile
     "ow_tile": lambda layer, target: divisors(layer.ow, 14),   # output columns per register tile
     "oh_tile": lambda layer, target: divisors(layer.oh, 4),    # output rows per register tile
+    "px_tile": [0, 4, 5, 6],                                   # >0: pixels per tile along fused (oh, ow)
     "ci_tile": _ci_tiles,                                      # input channels per pass over a weight slice
     "order": ["row", "co", "ci"],                              # see the docstring
     "pack": ["none", "xw", "x"],                               # copy input(/weight) slices contiguous (co, ci)
@@ -77,7 +81,15 @@ def _regs(target, co_tile, ow_tile, oh_tile):
     return oh_tile * ow_tile * vecs + vecs + 1
 
 
-def constraint(layer, target, co_tile, ow_tile, oh_tile, ci_tile, order, pack, pad_at, unroll_kw):
+def constraint(layer, target, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order, pack, pad_at, unroll_kw):
+    if px_tile:
+        if order == "row":
+            return "px_tile needs order 'co' or 'ci' (the 'row' order runs whole rows)"
+        if oh_tile != 1 or ow_tile != 1:
+            return "px_tile replaces oh_tile x ow_tile: set both to 1"
+        if px_tile >= layer.oh * layer.ow:
+            return "px_tile must be smaller than the image"
+        ow_tile = px_tile
     if pad_at == "row" and order != "row":
         return "pad_at='row' needs order='row'"
     if pack != "none" and order == "row":
@@ -102,14 +114,27 @@ def defaults(layer, target):
     # pre-packed weights (wpack=P): a register tile covers whole panels or lies inside one, so each weight
     # vector is one contiguous load from a panel
     cos = [c for c in space["co_tile"] if not P or P % c == 0 or c % P == 0] or space["co_tile"]
-    tiles = [(co, ow, oh) for co in cos for ow in space["ow_tile"] for oh in space["oh_tile"]
-             if _regs(target, co, ow, oh) <= target.num_vector_registers]
-    # best modelled tile; ties: more accumulators, then two weight vectors (4x16 and 2x2x16 measured best)
-    co, ow, oh = max(tiles, key=lambda t: (round(_tile_score(target, *t), 3), t[1] * t[2] * _vecs(t[0], lanes),
-                                           -abs(_vecs(t[0], lanes) - 2), -t[2]))
     weight_bytes = layer.kh * layer.kw * layer.cin_per_group * layer.cout * 4
+    deep = layer.groups == 1 and weight_bytes > L2_BYTES // 2
+    pixels = layer.oh * layer.ow
+    regs = target.num_vector_registers
+    # (co, ow, oh, px): rectangular oh x ow tiles, or (deep layers, not the "row" order) px pixels of the
+    # fused (oh, ow) axis, scored with the pixels wasted by a partial last tile
+    tiles = [(co, ow, oh, 0) for co in cos for ow in space["ow_tile"] for oh in space["oh_tile"]
+             if _regs(target, co, ow, oh) <= regs]
+    if deep:
+        tiles += [(co, 1, 1, px) for co in cos for px in PX_DEFAULT if px < pixels and _regs(target, co, px, 1) <= regs]
+
+    def score(t):
+        co, ow, oh, px = t
+        fill = pixels / (-(-pixels // px) * px) if px else 1.0
+        return round(_tile_score(target, co, px or ow, 1 if px else oh) * fill, 3)
+    # best modelled tile; ties: rectangular (no per-pixel pointers), more accumulators, then two weight vectors
+    # (4x16 and 2x2x16 measured best)
+    co, ow, oh, px = max(tiles, key=lambda t: (score(t), -t[3], (t[3] or t[1] * t[2]) * _vecs(t[0], lanes),
+                                               -abs(_vecs(t[0], lanes) - 2), -t[2]))
     rows = layer.n * (layer.oh // oh)
-    if layer.groups > 1 or weight_bytes <= L2_BYTES // 2:
+    if not deep:
         # no padding (1x1 convs): read the input in place rather than copy rows (the stride-2 1x1 convs
         # would copy twice the columns they read)
         order, pack, pad_at = "row", "none", ("row" if any(layer.pads) else "inline")
@@ -117,6 +142,11 @@ def defaults(layer, target):
             # too few (or uneven) row blocks for the cores (28->14 1x1 s2, oh_tile 2: 7 rows on 2 cores run
             # 4 + 3): channel blocks in parallel instead, the padded input built once (or read in place)
             order, pad_at = "co", ("root" if any(layer.pads) else "inline")
+    elif P and px:
+        # pre-packed panels, small image (7x7 outputs: 10 pixel tiles): channel blocks in parallel, each
+        # streaming its contiguous panel over all of K once per pixel tile (L2), nothing copied per call
+        # but the padded input (one pass); one parallel region, 32 even chunks at co_tile 16
+        order, pack, pad_at = "co", "none", ("root" if any(layer.pads) else "inline")
     else:                                        # many weights: stream them once, packed (see above)
         # pre-packed panels are read in place: only the input slab is copied per call
         order, pack, pad_at = "ci", ("x" if P else "xw"), "inline"
@@ -128,30 +158,37 @@ def defaults(layer, target):
     # 28x28 and 14x14: ci 32 = ci 64. So at most 32 there.
     fit = [c for c in space["ci_tile"] if l1_bytes(c) <= L1_WEIGHT_BYTES and (order != "ci" or c <= 32)]
     ci = max(fit) if fit else min(space["ci_tile"])
-    return {"co_tile": co, "ow_tile": ow, "oh_tile": oh, "ci_tile": ci, "order": order, "pack": pack,
-            "pad_at": pad_at, "unroll_kw": False}
+    if order == "co" and deep:
+        ci = layer.cin_per_group                 # the whole reduction per pixel tile: no accumulator reloads
+    return {"co_tile": co, "ow_tile": ow, "oh_tile": oh, "px_tile": px, "ci_tile": ci, "order": order,
+            "pack": pack, "pad_at": pad_at, "unroll_kw": False}
 
 
-def schedule(s, layer, co_tile, ow_tile, oh_tile, ci_tile, order, pack, pad_at, unroll_kw):
+def schedule(s, layer, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order, pack, pad_at, unroll_kw):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
     co_o, co_i = conv.split("co", co_tile)
-    oh_o, oh_i = conv.split("oh", oh_tile)
-    ow_o, ow_i = conv.split("ow", ow_tile)
+    if px_tile:              # (oh, ow) fused into one pixel axis, tiled by px_tile (the last tile predicated)
+        px_o, px_i = conv.split(conv.fuse("oh", "ow", name="px"), px_tile, names=("px_o", "px_i"))
+        pix_o, pix_i = [px_o], [px_i]
+    else:
+        oh_o, oh_i = conv.split("oh", oh_tile)
+        ow_o, ow_i = conv.split("ow", ow_tile)
+        pix_o, pix_i = [oh_o, ow_o], [oh_i, ow_i]
     ci_o, ci_i = conv.split("ci", ci_tile)
     inner = [co_i]
     if co_tile % lanes == 0 and co_tile > lanes:
         co_v, co_l = conv.split(co_i, lanes, names=("co_v", "co_l"))
         inner = [co_v, co_l]
-    tile = [oh_i, ow_i, *inner]
+    tile = [*pix_i, *inner]
     if order == "row":
         conv.reorder("n", oh_o, co_o, ci_o, ow_o, "kh", "kw", ci_i, *tile)
         outer = conv.fuse("n", oh_o)
     elif order == "co":
-        conv.reorder("n", co_o, ci_o, oh_o, ow_o, "kh", "kw", ci_i, *tile)
+        conv.reorder("n", co_o, ci_o, *pix_o, "kh", "kw", ci_i, *tile)
         outer = conv.fuse("n", co_o)
     else:
-        conv.reorder("n", ci_o, co_o, oh_o, ow_o, "kh", "kw", ci_i, *tile)
+        conv.reorder("n", ci_o, co_o, *pix_o, "kh", "kw", ci_i, *tile)
         outer = co_o
     conv.parallel(outer)
     conv.vectorize(tile[-1])
