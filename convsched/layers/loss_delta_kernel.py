@@ -148,6 +148,9 @@ class LossDeltaKernel:
             # the gather loops to the longest live list (the length of this otherwise unused argument)
             args += [_kbound(max(1, int(bd["s"].max()))), _arg(bd["on"], np.int32), _arg(bd["s"], np.int32)]
         args.append(_arg(info["old"], np.int32))
+        live = aligned_empty((B, L.cout), "int32")
+        live[...] = np.logical_or.reduce([(bd["s"] > 0).any(1) for bd in info["bands"]])
+        args.append(live)
         args.append(_arg(w, np.uint8 if L.weights == "binary" else np.int8))
         if "table" in info:
             args.append(_arg(info["table"], np.int32))

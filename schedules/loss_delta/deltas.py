@@ -8,8 +8,10 @@ Loop nest (reduce="sum"):
                                           (uint8 loads widened to int16 lanes; k loops to the longest list,
                                           a guard skips k past this row's count: 1024->1024 deltas 14.6 ->
                                           8.5 ms per example vs padding every row, 1 thread, Zen 3, pinned)
-        code:   di, dj, c_o, c_i          the set of segments whose pooled bit each mutation flips
-        dsum:   di, dj, c_o, c_i          += the loss delta of that set (table lookup or per-class masks)
+        dsum:   di, dj, c_o, c_i          += the loss delta of the set of segments whose pooled bit the mutation
+                                          flips ("code", inlined here; or its own stage per row: code_at=row),
+                                          by table lookup or per-class masks; skipped for dead rows (live = 0:
+                                          no segment of (n, o) can change), 1024->1024 6.8 -> 5.5 ms/example
 Everything under (o, n) lives in L1: G is 9C int16 per segment.
 """
 from convsched.schedule import divisors
@@ -25,11 +27,14 @@ def _c_vecs(layer, target):
 KNOBS = {
     "c_vec": _c_vecs,              # channels per vectorized inner loop (a divisor of cin)
     "parallel": [True, False],     # parallel over channels o (sum) or (example, channel) pairs (none)
+    # "inline": the changed-segment code computed inside the batch sum, so that a dead (example, channel)
+    # row skips it with the lookup; "row": a stage per (o, n) row (then it runs for dead rows too)
+    "code_at": ["inline", "row"],
 }
 
 
 def defaults(layer, target):
-    return {"c_vec": max(d for d in _c_vecs(layer, target) if d <= 16), "parallel": True}
+    return {"c_vec": max(d for d in _c_vecs(layer, target) if d <= 16), "parallel": True, "code_at": "inline"}
 
 
 def _vectorize_c(st, c, c_vec, tag):
@@ -38,7 +43,7 @@ def _vectorize_c(st, c, c_vec, tag):
         st.vectorize(c_i)
 
 
-def schedule(s, layer, c_vec, parallel):
+def schedule(s, layer, c_vec, parallel, code_at="row"):
     ternary = layer.weights == "ternary"
     if "dsum" in s:
         out, outer = s["dsum"], ("o", "n")
@@ -47,6 +52,9 @@ def schedule(s, layer, c_vec, parallel):
     out.reorder(*outer, "di", "dj", *(("t", "c") if ternary else ("c",)))
     for st in ("vdelta", "code"):          # consumers first: each lands under the loop its consumer sits in
         if st in s:
+            if code_at == "inline" and "dsum" in s:
+                s[st].compute_inline()
+                continue
             s[st].compute_at(out, outer[1])
             ax = s[st].axes                 # ..., n, o, di, dj, c[, v] (TVM's names)
             if ternary:
