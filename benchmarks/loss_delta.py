@@ -13,6 +13,14 @@ project's machine kind ("here", 1 thread), from ../shared/data/seed000_tables.js
 seed-best / ours (how many times faster we are than the best of the two).
 Our time is the whole call: packing, forward XOR-popcount conv, classify, numpy glue, delta kernel, FC
 deltas; the batch is summed (reduce="sum"), best of --repeat calls, divided by the batch size.
+
+The physical bound: the forward conv alone is 900 * 9 * in * out bit-MACs per example; at this host's
+measured xor+popcount+add ceiling (bit-GEMM microbenchmark, printed first: ~322 G bit-MAC/s per core on Zen 3
+without VPOPCNTDQ) that is the "floor" column in ns per parameter, ~2.8 ns/param on every row (2.45-2.79 for
+the global head, whose parameter count includes the FC). "100x goal" is the seed's best / 100. Where the goal
+is below the floor (segmented 128->128 and 1024->1024: 1.89 ns/param), 100x needs more than this core's
+ceiling even with zero time spent outside the forward conv. --profile prints each part per example and the
+forward conv's own rate.
 """
 from __future__ import annotations
 
@@ -79,12 +87,17 @@ def main(argv=None):
     args = ap.parse_args(argv)
     tables = json.loads(TABLES.read_text())
     host = cs.target.host()
+    from convsched.backend.binary import bit_gemm_peak
+    ceiling = max(bit_gemm_peak(host)["gops"] for _ in range(3))
     print(f"# host: {host.mcpu}, AVX2={host.has('avx2')}, AVX-512={host.has('avx512f')}, "
           f"VPOPCNTDQ={host.fast_popcount}; 1 thread; 32x32 images, 10 classes; convsched {cs.__version__}")
     print("# without VPOPCNTDQ, popcount on vectors is emulated (vpshufb); the bit ops' ceiling is lower than "
           "the project's Zen 4 figure (1.24 T bit-MAC/s per core)")
+    print(f"# this host's xor+popcount+add ceiling (bit-GEMM microbenchmark, 1 thread): {ceiling:.0f} G bit-MAC/s; "
+          f"floor = the forward conv alone at that rate, per parameter; goal = seed best / 100")
     hdr = (f"{'head':10} {'seg':>3} {'version':9} {'thr':>3} {'in':>5} {'out':>5} {'n params':>9} {'ms/ex':>9} "
-           f"{'ns/pixbit':>9} {'ns/chan':>9} {'ns/param':>9} | {'seed post':>14} {'seed here':>14} {'x faster':>8}")
+           f"{'ns/pixbit':>9} {'ns/chan':>9} {'ns/param':>9} | {'seed post':>14} {'seed here':>14} {'x faster':>8} | "
+           f"{'goal':>6} {'floor':>6}")
     print(hdr)
     rows = [("global", i, o, None) for i, o in GLOBAL_ROWS] + [("segmented", i, o, s) for i, o, s in SEG_ROWS]
     out = []
@@ -103,15 +116,22 @@ def main(argv=None):
         best_seed = min(v[0] for v in (post, here) if v) if (post or here) else None
         ratio = best_seed / ns_param if best_seed else None
         fmt = lambda v: f"{v[0]:9.1f} (i{v[1]})" if v else f"{'-':>14}"
+        floor = layer.ops() / (ceiling * 1e9) * 1e9 / layer.n_params()        # layer.n = 1: one example
+        goal = best_seed / 100 if best_seed else None
         print(f"{head:10} {seg or '':>3} {'convsched':9} {1:>3} {cin:>5} {cout:>5} {layer.n_params():>9} "
               f"{per * 1e3:9.3f} {per * 1e9 / (32 * 32 * cin):9.2f} {per * 1e9 / cout:9.1f} {ns_param:9.2f} | "
-              f"{fmt(post)} {fmt(here)} {ratio:8.1f}" if ratio else "", flush=True)
+              f"{fmt(post)} {fmt(here)} {ratio:8.1f} | {goal:6.2f} {floor:6.2f}" if ratio else "", flush=True)
+        prof = None
         if args.profile:
-            p = k.profile(cs.layers.LossDelta(**{**kw, "n": batch}).random_inputs(1), repeat=args.repeat)
-            print("    per example ms: " + ", ".join(f"{a} {b / batch:.3f}" for a, b in p.items()), flush=True)
+            prof = k.profile(cs.layers.LossDelta(**{**kw, "n": batch}).random_inputs(1), repeat=args.repeat)
+            conv_rate = layer.ops() * batch / (prof["conv"] * 1e-3) / 1e9
+            print("    per example ms: " + ", ".join(f"{a} {b / batch:.3f}" for a, b in prof.items()) +
+                  f"; forward conv {conv_rate:.0f} G bit-MAC/s ({conv_rate / ceiling:.0%} of the ceiling)", flush=True)
         out.append(dict(head=head, segments=seg, threads=1, cin=cin, cout=cout, n_params=layer.n_params(),
                         batch=batch, ms_per_example=per * 1e3, ns_per_param=ns_param,
-                        seed_post=post, seed_here=here, x_faster_than_seed_best=ratio))
+                        seed_post=post, seed_here=here, x_faster_than_seed_best=ratio,
+                        goal_100x_ns_per_param=goal, floor_ns_per_param=floor, ceiling_gops=ceiling,
+                        profile_ms_per_call=prof))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return out

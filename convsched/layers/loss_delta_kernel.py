@@ -7,6 +7,7 @@ templates in schedules/loss_delta/; the glue is linear in the forward output, ne
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -73,6 +74,20 @@ class _Part:
         self.schedule, self.built, self.script = schedule, built, script
 
 
+class _Scratch(threading.local):
+    """Work buffers reused across calls (per thread): counts and lists are ~15 MB each at 1024 -> 1024, and a
+    fresh allocation is a fresh mmap whose page faults cost more than the kernel that fills it."""
+
+    def __init__(self):
+        self.bufs = {}
+
+    def get(self, name, shape, dtype) -> np.ndarray:
+        b = self.bufs.get(name)
+        if b is None or b.shape != tuple(shape) or b.dtype != np.dtype(dtype):
+            b = self.bufs[name] = aligned_empty(shape, dtype)
+        return b
+
+
 class LossDeltaKernel:
     """k(images, labels, conv_w, fc_w, reduce="sum") -> LossDeltas(conv, fc). See convsched.layers.loss_delta."""
 
@@ -81,6 +96,7 @@ class LossDeltaKernel:
         self._deltas_recipe = deltas_recipe       # (template, knobs): builds "deltas_none" on first use
         from ..backend.loss_delta import build_classify
         self._classify = build_classify(layer, target)
+        self._scratch = _Scratch()
         self.source = "compiled"
 
     @property
@@ -111,7 +127,8 @@ class LossDeltaKernel:
 
     def forward(self, x, w):
         """Forward counts (B, PH, PW, O) int32 (TE), then classify (TIR): (stats, lists); see
-        convsched.backend.loss_delta.classify_func."""
+        convsched.backend.loss_delta.classify_func. The arrays are this kernel's work buffers (per thread):
+        the next call on the same thread overwrites them."""
         return self.classify(self.counts(*self.pack(x, w)))
 
     def pack(self, x, w) -> list:
@@ -127,15 +144,15 @@ class LossDeltaKernel:
 
     def counts(self, *packed) -> np.ndarray:
         L = self.layer
-        counts = aligned_empty((packed[0].shape[0], L.ph, L.pw, L.cout), "int32")
+        counts = self._scratch.get("counts", (packed[0].shape[0], L.ph, L.pw, L.cout), "int32")
         self._parts["forward"].built(*packed, counts)
         return counts
 
     def classify(self, counts):
         L = self.layer
         B, nb = counts.shape[0], len(L.bands())
-        stats = aligned_empty((B, L.nseg, 1 + 2 * nb, L.cout), "int32")
-        lists = aligned_empty((B, L.nseg, nb, L.cout, L.seg_shape[0] * L.seg_shape[1]), "int32")
+        stats = self._scratch.get("stats", (B, L.nseg, 1 + 2 * nb, L.cout), "int32")
+        lists = self._scratch.get("lists", (B, L.nseg, nb, L.cout, L.seg_shape[0] * L.seg_shape[1]), "int32")
         self._classify(counts, stats, lists)
         return stats, lists
 
@@ -148,7 +165,7 @@ class LossDeltaKernel:
             # the gather loops to the longest live list (the length of this otherwise unused argument)
             args += [_kbound(max(1, int(bd["s"].max()))), _arg(bd["on"], np.int32), _arg(bd["s"], np.int32)]
         args.append(_arg(info["old"], np.int32))
-        live = aligned_empty((B, L.cout), "int32")
+        live = self._scratch.get("live", (B, L.cout), "int32")
         live[...] = np.logical_or.reduce([(bd["s"] > 0).any(1) for bd in info["bands"]])
         args.append(live)
         args.append(_arg(w, np.uint8 if L.weights == "binary" else np.int8))
