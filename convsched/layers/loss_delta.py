@@ -24,16 +24,19 @@ The fast path (DESIGN.md): a flip changes one channel and moves each patch's cou
 after the flip a sensitive patch is on exactly when its input bit equals a known bit bx. The new count of a
 segment is ON[s,o] + (bx ? G : S - G), G[s,o,i] = sum over the sensitive patches p of segment s of X[p,i].
 Stages of the fast path (TE, scheduled by templates in schedules/loss_delta/):
-  algorithm "forward":   "mismatch" (n, i, j, o; reduce di, dj, cw): XOR-popcount forward counts
-                         [ternary: + "cost" (n, i, j, o) = 2 * mismatch + zeros[o]]
+  algorithm "forward":   "popc" (n, i, j, o; reduce di, dj, cw): XOR-popcount forward counts in the word
+                         type (uint8 / uint16 / uint64 words, word_bits), then "mismatch" (int32 cast)
+                         [ternary: "cost" (n, i, j, o) = 2 * popc + zeros[o] instead]
   "classify" (hand-written TIR, convsched/backend/loss_delta.py: a data-dependent compaction TE cannot
                          declare): per (example, segment, channel) the active / stay-on / sensitive patch
                          counts and the list of sensitive patches, O(B*P*O)
-  numpy glue (O(B*S*O)): pooled bits, skip (b, s, o) rows that cannot change a pooled bit, pad the lists,
-                         the per-channel loss lookup table (or per-class masks when there are > 8 segments)
+  numpy glue (O(B*S*O)): pooled bits, skip (b, s, o) rows that cannot change a pooled bit (their count
+                         becomes 0, and "live" marks (b, o) pairs with any row left), the per-channel loss
+                         lookup table (or per-class masks when there are > 8 segments)
   algorithm "deltas":    "gather" [and "gather2", ternary band 2] (n, s, o, di, dj, c; reduce k): G = the
                          sum of input bits over each row's list of sensitive patches (the sparse form of the
-                         AND-popcount GEMM: ~1-10% of patches are sensitive); "code" (n, o, di, dj, c[, v]):
+                         AND-popcount GEMM: ~1-10% of patches are sensitive), read from classify's lists in
+                         place up to each row's count; "code" (n, o, di, dj, c[, v]):
                          the set of segments each mutation flips; [ternary: "vdelta" (n, o, di, dj, c, v)];
                          "dsum" (o, di, dj, c[, t]; reduce n): the batch sum of the looked-up loss deltas.
   algorithm "deltas_none": the same with "delta" (n, o, di, dj, c[, t]) per example.
