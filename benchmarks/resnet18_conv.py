@@ -4,7 +4,10 @@
     python benchmarks/resnet18_conv.py --threads 1 --layers 56x56 7x7 --quick
 
 For every layer, every conv2d template that applies (cs.schedule.list_templates("conv2d"), so templates
-added later join by themselves) is compiled with its default knobs and timed; the fastest is reported
+added later join by themselves) is compiled with its default knobs and timed, once on the layer with HWIO
+weights and once per panel width P in WPACK on the layer with pre-packed weights (Conv2d(wpack=P), reported
+as "template+wpackP"; the weights are packed once, outside the timed call, as a network packs them when
+it loads them). Inputs are 64-byte aligned, as a convsched network's buffers are. The fastest is reported
 with GFLOP/s, % of the fp32 FMA peak measured in the same process (benchmarks/common.py), and speedups
 (peer time / our time, > 1 means convsched is faster) against numpy im2col + matmul (OpenBLAS) and
 PyTorch's conv2d (oneDNN) in NCHW and channels_last memory formats, when torch imports. Every result is
@@ -52,6 +55,13 @@ def _selected(patterns):
 
 # ------------------------------------------------------------------------------------------------ worker
 
+def _aligned(a):
+    from convsched.kernel import aligned_empty
+    out = aligned_empty(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 def worker(threads: int, patterns, quick: bool) -> dict:
     import numpy as np
     import convsched as cs
@@ -65,7 +75,10 @@ def worker(threads: int, patterns, quick: bool) -> dict:
     rows = []
     for name, args in _selected(patterns):
         layer = cs.layers.Conv2d(**args)
-        x, w = layer.random_inputs(seed=0)
+        # Inputs 64-byte aligned, as the buffers of a convsched network are (cs.graph plans them): a misaligned
+        # numpy array is copied into an aligned one on every call (kernel.as_kernel_arg), which on the small
+        # layers was a third of the time (56->28 1x1 s2: 68 us of 0.22 ms for the 802 KB input).
+        x, w = (_aligned(a) for a in layer.random_inputs(seed=0))
         gflop = 2 * layer.ops() / 1e9
         expect = numpy_conv_nhwc(x, w, layer.strides, layer.pads)
         rtol, atol = layer.tolerance()
@@ -83,7 +96,7 @@ def worker(threads: int, patterns, quick: bool) -> dict:
                 tmpl = cs.schedule.get_template(tname)
                 if tmpl.applies(lay, target) is not True:
                     continue
-                wl = lay.pack_weights(w)
+                wl = _aligned(lay.pack_weights(w))
                 try:
                     t0 = time.perf_counter()
                     k = cs.compile(lay, template=tname)

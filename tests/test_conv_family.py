@@ -24,6 +24,8 @@ CASES = [
     ("conv2d/nhwc_winograd", L.Conv2d(n=2, h=17, w=23, cin=3, cout=16, bias=True, residual=True, act="relu")),
     ("conv2d/nhwc_winograd", L.Conv2d(h=7, w=7, cin=16, cout=8, pad=0)),
     ("conv2d/nhwc_winograd", L.Conv2d(h=6, w=5, cin=5, cout=5, pad=2)),
+    # 14 tiles a row: the defaults take 5-tile register tiles, the last one predicated (14 = 5 + 5 + 4)
+    ("conv2d/nhwc_winograd", L.Conv2d(h=6, w=28, cin=8, cout=16, bias=True, act="relu")),
     ("conv2d/nhwc_depthwise", L.Conv2d(n=2, h=17, w=23, cin=16, cout=16, groups=16, stride=2, residual=True)),
     ("conv2d/nhwc_depthwise", L.Conv2d(h=9, w=14, cin=5, cout=5, groups=5, pad=2, dilation=2, bias=True,
                                        act="relu")),

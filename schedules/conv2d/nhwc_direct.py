@@ -6,31 +6,45 @@ reduction step (kh, kw, ci) loads co_tile/lanes weight vectors, broadcasts oh_ti
 issues one FMA per accumulator. Zen 3 (2 FMA pipes, latency 4, 2 loads/cycle) needs >= 8 accumulators and
 no more loads than FMAs; accumulators + weight vectors + 1 broadcast must fit the 16 ymm registers (AVX2),
 else LLVM spills. defaults() scores every legal tile with that model (_tile_score).
+px_tile > 0 (orders "co"/"ci"): the tile is px_tile pixels of the fused (oh, ow) axis instead, which need
+not divide oh*ow (TVM predicates the last tile; LLVM runs the full tiles without the test). 7x7 outputs
+have no good rectangle (7 is prime: 7 x 8 channels = 7 accumulators, one broadcast per FMA; 7 x 16 needs
+17 registers and spilled: 27 GFLOP/s); 5 pixels x 16 channels = 10 accumulators + 2 weights + 1 broadcast
+in 49 = 9 x 5 + 4 pixels. Each pixel keeps its own input pointer (p -> p // ow, p % ow): 6 ran out of
+general registers.
 
 Loop orders (outer to inner; the reduction kh, kw, ci_i is always right above the register tile):
   "row"  parallel (n, oh_o) > co_o > ci_o > ow_o > kh, kw, ci_i > tile
          rows in parallel; the padded rows of one output row are built in cache (pad_at="row"). Best when
-         all weights fit L2 (56x56x64: 147 KB).
+         all weights fit L2 (56x56x64: 147 KB). Unpadded (1x1) layers read the input in place.
   "co"   parallel (n, co_o) > ci_o > oh_o > ow_o > kh, kw, ci_i > tile
-         a block of co_tile output channels per task: its weight slice stays in L1 across every pixel.
+         a block of co_tile output channels per task. Defaults use it (a) when the rows do not split evenly
+         over the cores, and (b) for small images with pre-packed weights (wpack): each block streams its
+         contiguous panel over all of K (ci_tile = cin) once per pixel tile from L2; one parallel region.
   "ci"   ci_o > parallel co_o > oh_o > ow_o > kh, kw, ci_i > tile   (n outermost)
          for many channels (weights >> L2): with pack="xw" each ci_o slab of the input and each
-         (ci_o, co_o) weight slice is copied into a small contiguous buffer first. Without packing, the
+         (ci_o, co_o) weight slice is copied into a small contiguous buffer first; with pre-packed panels
+         (wpack) pack="x" copies the input slab only and reads the weights in place. Without packing, the
          input pixels and weight rows of one ci slab lie cin*4 bytes apart (2 KB at cin=512): they fall into
          a few L1 sets and evict each other (7x7x512: 37 -> 56 GFLOP/s with packing, 1 thread).
 ci_tile input channels per pass keep the weight slice (kh*kw*ci_tile*co_tile floats) within ~16 KB of L1;
 the accumulators are reloaded once per pass (LLVM keeps them in registers across kh, kw, ci_i).
+Pre-packed weights (Conv2d(wpack=P), layer.pack_weights once): the tile lies inside one panel or covers
+whole panels (co_tile 16 on P = 8 or 16), never a per-call weight copy.
 
-Measured (AMD EPYC Zen 3, AVX2, 1 thread; FMA peak 103.5 GFLOP/s/core measured by benchmarks/common.py;
-best of interleaved runs on a busy shared machine), 3x3, pad 1, defaults:
-  56x56  64->64     row, co 16 x ow 4, ci 64:              92 GFLOP/s (89%)   [old default: 64-87]
-  28x28 128->128    ci+xw, co 16 x ow 4, ci 32:            91 GFLOP/s (88%)   [old default: 54-62; "co" 74]
-  14x14 256->256    ci+xw, co 16 x oh 2 x ow 2, ci 32:     86 GFLOP/s (83%)   [old: 34-45; unpacked "co" 75]
-   7x7  512->512    ci+xw, co 8 x ow 7, ci 32:             57 GFLOP/s (55%)   [old: 10-26; unpacked 22-37]
-  14->7 256->512 s2 ci+xw, co 8 x ow 7, ci 32:             61 GFLOP/s (59%)
+Measured (AMD EPYC Zen 3, AVX2, 1 thread, core pinned; benchmarks/resnet18_conv.py: best of 5 interleaved
+rounds, fp32 peak measured in the same process, 101-103 GFLOP/s; machine shared with another job, so runs
+vary by up to +-25%), defaults, quietest full run (+wpack8 = weights pre-packed, 8-wide panels):
+  56x56  64->64  3x3     row, co 16 x ow 4, ci 64:                 88 GFLOP/s (86%)  [earlier 92]
+  28x28 128->128 3x3     ci+x, co 16 x ow 4, ci 32 (+wpack8):      88 GFLOP/s (87%)
+  14x14 256->256 3x3     ci+x, co 16 x oh 2 x ow 2, ci 32 (+wpack): 82 GFLOP/s (81%)
+   7x7  512->512 3x3     co, px 5 x co 16, ci 512 (+wpack8):       89 GFLOP/s (88%)  [ci+xw, 7 x co 8: 47-57]
+  14->7 256->512 3x3 s2  co, px 5 x co 16, ci 256 (+wpack8):       87 GFLOP/s (86%)  [ci+xw, 7 x co 8: 59-61]
+  14->7 256->512 1x1 s2  co, px 5 x co 16 (+wpack16):              61-74 GFLOP/s     [ci+xw: 44-50]
+  56->28 64->128 1x1 s2  row, co 16 x ow 4, read in place (+wpack8): 72 GFLOP/s (71%)
+  In busier runs 7x7 fell to 62-66%, like every other template. Without pre-packed weights 7x7 runs
+  ci+xw with the 5-pixel tile: 57-62 GFLOP/s (the per-call copy of all 9.4 MB of weights).
   co_tile 32 x ow_tile 4 (16 accumulators + 4 weights) spilled: 34 GFLOP/s on 56x56.
-  7x7 is bound by streaming its 9.4 MB of weights (49 pixels per weight) through 7-wide tiles; the
-  1x1-as-GEMM and im2col templates are the other candidates there (benchmarks/resnet18_conv.py picks).
 """
 from convsched.schedule import divisors
 

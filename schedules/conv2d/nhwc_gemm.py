@@ -16,6 +16,10 @@ Measured (Zen 3 EPYC, AVX2, shared noisy 2-core host; benchmarks/resnet18_conv.p
   14x14x256 3x3: 72 / 94 (torch 72 / 113 NCHW); 14->7 256->512 1x1 s2: 49 / 62 (torch 53 / 59);
   28x28x128 3x3: 75 / 128. Without the weight-panel copy (pack_w=False) 14x14x256 ran at 24, 7x7x512 at 9.
   Pre-packed weights (wpack=16, Conv2d.pack_weights once) skip the copy: +5..30% on 1x1 and 7x7 layers.
+  With wpack=8 the tile may cover two panels (co_tile 16): restricted to co_tile 8 it took a 2 x 7 x 8 tile
+  (14 accumulators, one broadcast per FMA) and ran 2x slower on 56x56 and 28x28 (6.1 vs 2.7 ms, 5.6 vs 2.6).
+  1 thread, Zen 3, core pinned, with wpack8/16 (benchmarks/resnet18_conv.py, quietest run): 28x28x128 90,
+  28->14 3x3 s2 91, 14x14x256 90, 28->14 1x1 s2 62 GFLOP/s.
 """
 from convsched.schedule import divisors
 
