@@ -33,17 +33,18 @@ Pre-packed weights (Conv2d(wpack=P), layer.pack_weights once): the tile lies ins
 whole panels (co_tile 16 on P = 8 or 16), never a per-call weight copy.
 
 Measured (AMD EPYC Zen 3, AVX2, 1 thread, core pinned; benchmarks/resnet18_conv.py: best of 5 interleaved
-rounds, fp32 peak measured in the same process, 101-103 GFLOP/s; machine shared with another job, so runs
-vary by up to +-25%), defaults, quietest full run (+wpack8 = weights pre-packed, 8-wide panels):
-  56x56  64->64  3x3     row, co 16 x ow 4, ci 64:                 88 GFLOP/s (86%)  [earlier 92]
-  28x28 128->128 3x3     ci+x, co 16 x ow 4, ci 32 (+wpack8):      88 GFLOP/s (87%)
-  14x14 256->256 3x3     ci+x, co 16 x oh 2 x ow 2, ci 32 (+wpack): 82 GFLOP/s (81%)
-   7x7  512->512 3x3     co, px 5 x co 16, ci 512 (+wpack8):       89 GFLOP/s (88%)  [ci+xw, 7 x co 8: 47-57]
-  14->7 256->512 3x3 s2  co, px 5 x co 16, ci 256 (+wpack8):       87 GFLOP/s (86%)  [ci+xw, 7 x co 8: 59-61]
-  14->7 256->512 1x1 s2  co, px 5 x co 16 (+wpack16):              61-74 GFLOP/s     [ci+xw: 44-50]
-  56->28 64->128 1x1 s2  row, co 16 x ow 4, read in place (+wpack8): 72 GFLOP/s (71%)
-  In busier runs 7x7 fell to 62-66%, like every other template. Without pre-packed weights 7x7 runs
-  ci+xw with the 5-pixel tile: 57-62 GFLOP/s (the per-call copy of all 9.4 MB of weights).
+rounds, aligned inputs, fp32 peak measured in the same process, 102 GFLOP/s; machine shared with another
+job, so runs vary by up to +-25%), defaults (+wpackP = weights pre-packed once in P-wide panels):
+  56x56  64->64  3x3     row, co 16 x ow 4, ci 64 (+wpack8):         95 GFLOP/s (93%)
+  28x28 128->128 3x3     ci+x, co 16 x ow 4, ci 32 (+wpack16):       92 GFLOP/s (89%)
+  14x14 256->256 3x3     ci+x, co 16 x oh 2 x ow 2, ci 32 (+wpack16): 90 GFLOP/s (87%)
+   7x7  512->512 3x3     co, px 5 x co 16, ci 512 (+wpack8/16):    81-90 GFLOP/s (79-88%)  [was ci+xw, 7 x co 8: 47-57]
+  14->7 256->512 3x3 s2  co, px 5 x co 16, ci 256 (+wpack16):       94 GFLOP/s (92%)  [was 59-61]
+  14->7 256->512 1x1 s2  co, px 5 x co 16 (+wpack8):                74 GFLOP/s (72%)  [was ci+xw: 44-50]
+  56->28 64->128 1x1 s2  row, co 16 x ow 4, read in place (+wpack8): 73 GFLOP/s (71%)
+  (the 1x1 layers take ~0.17 ms: the Python call and the output allocation are 10-20% of that).
+  Without pre-packed weights 7x7 runs ci+xw with the 5-pixel tile: 57-62 GFLOP/s (the per-call copy of
+  all 9.4 MB of weights).
   co_tile 32 x ow_tile 4 (16 accumulators + 4 weights) spilled: 34 GFLOP/s on 56x56.
 """
 from convsched.schedule import divisors
