@@ -10,7 +10,7 @@ from importlib import import_module
 
 from . import bits, layers, schedule, target
 from .errors import BuildError, ConvschedError, KnobError, ScheduleError, TargetError
-from .kernel import Kernel, Timing, compile
+from .kernel import Kernel, Timing, aligned, aligned_empty, compile
 
 __version__ = "0.1.0"
 
@@ -30,5 +30,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'convsched' has no attribute {name!r}")
 
 
-__all__ = ["bits", "layers", "schedule", "target", "compile", "load", "tune", "graph", "Kernel", "Timing",
+__all__ = ["bits", "layers", "schedule", "target", "compile", "load", "tune", "graph", "Kernel", "Timing", "aligned", "aligned_empty",
            "ConvschedError", "ScheduleError", "KnobError", "TargetError", "BuildError", "__version__"]

@@ -29,6 +29,20 @@ def is_aligned(a: np.ndarray, align: int = ALIGN) -> bool:
     return a.ctypes.data % align == 0
 
 
+def aligned(a, dtype=None) -> np.ndarray:
+    """`a` as a C-contiguous, 64-byte aligned array (itself if it already is one, else a copy).
+
+    Kernels copy any other argument on every call (numpy's own allocations are usually only 16-byte
+    aligned): convert long-lived inputs such as weights once with cs.aligned(), or allocate them with
+    cs.aligned_empty(shape, dtype), and the call passes them straight through."""
+    a = np.asarray(a, dtype=dtype)
+    if a.flags.c_contiguous and is_aligned(a):
+        return a
+    b = aligned_empty(a.shape, a.dtype)
+    np.copyto(b, a)
+    return b
+
+
 def as_kernel_arg(a, spec, what: str) -> np.ndarray:
     """Check one argument against its TensorSpec; return it, or an aligned contiguous copy."""
     if not isinstance(a, np.ndarray):
@@ -39,11 +53,7 @@ def as_kernel_arg(a, spec, what: str) -> np.ndarray:
                          f"(convert with .astype(np.{want.name}))")
     if tuple(a.shape) != tuple(spec.shape):
         raise ValueError(f"{what} '{spec.name}': shape is {tuple(a.shape)}, expected {tuple(spec.shape)}")
-    if not (a.flags.c_contiguous and is_aligned(a)):
-        b = aligned_empty(a.shape, a.dtype)
-        np.copyto(b, a)
-        a = b
-    return a
+    return aligned(a)
 
 
 @dataclass(frozen=True)

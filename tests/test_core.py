@@ -140,6 +140,22 @@ def test_misaligned_and_strided_inputs_are_copied(conv_kernel):
     np.testing.assert_allclose(k(x, fortran), want, rtol=1e-4, atol=1e-4)
 
 
+def test_aligned_helpers(conv_kernel):
+    layer, k = conv_kernel
+    x, w = layer.random_inputs()
+    raw = np.empty(x.size * 4 + 68, np.uint8)
+    off = 4 + (-raw.ctypes.data) % 64                       # exactly 4 bytes past a 64-byte boundary
+    mis = raw[off: off + x.size * 4].view(np.float32).reshape(x.shape)
+    mis[...] = x
+    xa = cs.aligned(mis)
+    assert xa.ctypes.data % 64 == 0 and xa.flags.c_contiguous and np.array_equal(xa, x)
+    assert cs.aligned(xa) is xa                               # already aligned: no copy
+    wa = cs.aligned_empty(w.shape, w.dtype)
+    assert wa.ctypes.data % 64 == 0 and wa.shape == w.shape and wa.dtype == w.dtype
+    wa[...] = w
+    np.testing.assert_allclose(k(xa, wa), layer.reference(x, w), rtol=1e-4, atol=1e-4)
+
+
 def test_benchmark_and_describe(conv_kernel):
     layer, k = conv_kernel
     t = k.benchmark(repeat=3, min_repeat_ms=1)
