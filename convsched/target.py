@@ -126,6 +126,23 @@ avx512vnni avx512bitalg avx512vpopcntdq avx512bf16 avx512fp16 avxvnni amx-tile a
 """.split())
 
 
+def host_key_cores() -> int:
+    """The core count host() reports (its target key, default thread counts of tuning workers): the affinity
+    mask, or $CONVSCHED_HOST_CORES. A run pinned to one core of a 2-core machine (`taskset -c 1`) sees 1 core
+    and files records under ..._1c; CONVSCHED_HOST_CORES=2 keeps it on the machine's own key (..._2c), so
+    records tuned pinned are found by unpinned processes (their timings say how many threads they used)."""
+    env = os.environ.get("CONVSCHED_HOST_CORES")
+    if not env:
+        return host_cores()
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise TargetError(f"CONVSCHED_HOST_CORES must be a positive integer, got {env!r}")
+    return n
+
+
 @lru_cache(maxsize=None)
 def host() -> Target:
     from . import backend
@@ -134,7 +151,7 @@ def host() -> Target:
     implied = backend.cpu_features(mcpu, TRIPLE)    # what LLVM assumes for that CPU name
     features = frozenset(f for f, on in real.items() if on)
     disabled = frozenset(f for f in implied if f in ISA_FEATURES and real.get(f) is False)
-    return Target("host", mcpu, features, host_cores(), disabled=disabled)
+    return Target("host", mcpu, features, host_key_cores(), disabled=disabled)
 
 
 @lru_cache(maxsize=None)

@@ -196,6 +196,31 @@ class LossDelta(Layer):
         fc = rng.integers(0, 2, self.fc_shape, dtype=np.uint8)
         return [x, labels, cw, fc]
 
+    # ------------------------------------------------------------------ tuning hooks (convsched.tune.measure)
+    REFERENCE_MAX_WORK: ClassVar[float] = 2e8   # above this (mutations x forward bit-MACs) tuning checks fast_numpy
+
+    def tuning_batch(self) -> int:
+        """The batch the tuner checks and times a candidate on: benchmarks/loss_delta.py's batch for this shape
+        (64 examples, fewer for big layers, at least 2), not n = 1: a whole call at 32->32 is ~0.1 ms per
+        example, and the best schedule of the batch loops depends on the batch."""
+        return max(self.n, 2, min(64, 2 ** 22 // (self.cin * self.cout)))
+
+    def tuning_inputs(self, seed: int = 0) -> list:
+        from dataclasses import replace
+        return replace(self, n=self.tuning_batch()).random_inputs(seed)
+
+    def tuning_reference(self, images, labels, conv_w, fc_w) -> LossDeltas:
+        """The tuner's oracle: reference() (the definition: mutate, recompute the whole loss) where that is
+        cheap, else fast_numpy() (the fast algorithm in plain numpy, no TVM; tests/test_loss_delta.py checks it
+        equals reference() exactly). reference() costs (mutations x forward bit-MACs): ~1e15 at 1024->1024,
+        hours; fast_numpy takes ~2 s there. Both are exact, and the comparison is exact (int64)."""
+        B = np.shape(images)[0]
+        muts = int(np.prod(self.conv_shape)) + int(np.prod(self.fc_shape))
+        work = muts * B * self.ph * self.pw * 9 * self.cin * self.cout
+        if work <= self.REFERENCE_MAX_WORK:
+            return self.reference(images, labels, conv_w, fc_w)
+        return self.fast_numpy(images, labels, conv_w, fc_w)
+
     # ------------------------------------------------------------------ inputs
     def canon_inputs(self, images, labels, conv_w, fc_w):
         """User arrays -> (x uint8 0/1 (B,H,W,C), labels int64 (B,), conv_w uint8 bits or int8 states, fc uint8
@@ -573,7 +598,7 @@ class LossDelta(Layer):
     def compile_kernel(self, template=None, knobs=None, target="host", schedule=None, log=None):
         """cs.compile(loss_delta_layer, ...) lands here: a LossDeltaKernel of several compiled functions."""
         from .loss_delta_kernel import compile_loss_delta
-        return compile_loss_delta(self, template=template, knobs=knobs, target=target, schedule=schedule)
+        return compile_loss_delta(self, template=template, knobs=knobs, target=target, schedule=schedule, log=log)
 
 
 def _gather(te, ximg, lists, b, K, cnt, shape, W, acc, name):

@@ -234,19 +234,24 @@ class LossDeltaKernel:
         return best
 
     def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None) -> Timing:
-        """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n."""
+        """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n (or the
+        given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`."""
         from ..backend import num_threads
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
+        t0 = time.perf_counter()
         self(*arrays)
+        first = time.perf_counter() - t0
+        number = max(1, int(np.ceil(min_repeat_ms * 1e-3 / max(first, 1e-6)))) if min_repeat_ms else 1
         ms = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            self(*arrays)
-            ms.append((time.perf_counter() - t0) * 1e3)
+            for _ in range(number):
+                self(*arrays)
+            ms.append((time.perf_counter() - t0) * 1e3 / number)
         ms = np.array(ms)
         med = float(np.median(ms))
-        ops = L.n * L.ph * L.pw * L.cout * 9 * L.cin
+        ops = int(np.shape(arrays[0])[0]) * L.ph * L.pw * L.cout * 9 * L.cin      # the batch actually run
         threads = num_threads()
         return Timing(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
                       "G bit-MAC/s", ops / (med * 1e-3) / 1e9, self.target.bit_peak_gops(threads))
@@ -270,9 +275,36 @@ def _build(layer, tgt, template, knobs, algorithm):
     return _Part(sched, backend.build(live, tgt), live.script())
 
 
-def compile_loss_delta(layer, template=None, knobs=None, target="host", schedule=None) -> LossDeltaKernel:
+def best_recipes(layer, tgt, log=None) -> dict:
+    """{part: (template, knobs)} of the fastest verified tuning record of each part ("forward", "deltas") for
+    this workload and target key. A LossDelta record times a whole call with one part's candidate and the other
+    part at its template defaults (convsched.tune): the parts run one after the other on their own data, so
+    the best of each is combined."""
+    try:
+        from ..schedule import template as T
+        from ..tune import database
+    except ImportError:
+        return {}
+    best = {}
+    for r in database.records_for(layer, tgt, log):
+        if not database.is_good(r):
+            continue
+        try:
+            alg = T.get_template(r["template"]).algorithm
+        except Exception:
+            continue
+        alg = alg if alg in ("forward", "deltas") else "deltas"
+        if alg not in best or r["timing"]["median_ms"] < best[alg]["timing"]["median_ms"]:
+            best[alg] = r
+    return {alg: (r["template"], dict(r["knobs"])) for alg, r in best.items()}
+
+
+def compile_loss_delta(layer, template=None, knobs=None, target="host", schedule=None,
+                       log=None) -> LossDeltaKernel:
     """Build the forward and delta kernels. `template` (with `knobs`) replaces the default template of the
-    part its ALGORITHM names ("forward", or "deltas" which also serves reduce="none")."""
+    part its ALGORITHM names ("forward", or "deltas" which also serves reduce="none"), the other part keeps
+    its defaults. With neither (nor schedule=), each part takes its best verified tuning record for this
+    workload and target key (best_recipes; `log` as for cs.compile), else its template's defaults."""
     from .. import backend
     from ..schedule import template as T
     from ..schedule.steps import Schedule
@@ -294,6 +326,13 @@ def compile_loss_delta(layer, template=None, knobs=None, target="host", schedule
         if tmpl.layer_kind != layer.KIND:
             raise ScheduleError(f"template {tmpl.name} is for {tmpl.layer_kind}, not {layer.KIND}")
         recipes[alg] = (tmpl.name, knobs)
+    else:
+        tuned = best_recipes(layer, tgt, log)
+        recipes.update(tuned)
+        if not tuned:
+            from ..kernel import _warn_once
+            _warn_once((layer.workload_key, tgt.key),
+                       f"no tuning record for {layer} on {tgt.key}; using the default templates")
     for alg, (tname, kn) in recipes.items():
         if alg not in parts:
             parts[alg] = _build(layer, tgt, tname, kn, alg)
