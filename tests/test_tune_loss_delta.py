@@ -53,14 +53,22 @@ def test_tuning_a_tiny_loss_delta_writes_verified_records_and_compile_uses_them(
         assert r["target"]["key"] == host.key and r["workload_key"] == TINY_LD.workload_key
     assert len(database.records_for(TINY_LD, host, tmp_path)) == 3
     # compile() takes each part's fastest verified record
+    # (a record at its template's defaults is the default configuration: a sample of both parts' defaults)
+    names = {"forward": "loss_delta/forward", "deltas": "loss_delta/deltas"}
+    dflt = {a: cs.schedule.get_template(n).defaults(TINY_LD, host) for a, n in names.items()}
     want = {}
     for r in recs:
         alg = "forward" if r["template"] == "loss_delta/forward" else "deltas"
-        if alg not in want or r["timing"]["median_ms"] < want[alg]["timing"]["median_ms"]:
-            want[alg] = r
+        offers = [(alg, r["knobs"])]
+        if r["knobs"] == dflt[alg]:
+            offers.append(({"forward": "deltas", "deltas": "forward"}[alg], dflt[{"forward": "deltas",
+                                                                                "deltas": "forward"}[alg]]))
+        for a, kn in offers:
+            if a not in want or r["timing"]["median_ms"] < want[a][1]:
+                want[a] = (kn, r["timing"]["median_ms"])
     k = cs.compile(TINY_LD, log=tmp_path)
-    for alg, r in want.items():
-        assert k.schedules[alg].template == r["template"] and k.schedules[alg].knob_dict == r["knobs"]
+    for alg, (kn, _) in want.items():
+        assert k.schedules[alg].template == names[alg] and k.schedules[alg].knob_dict == kn
     # a faster record of a non-default point of each part wins, and the kernel still equals the definition
     picks = {}
     for name in ("loss_delta/forward", "loss_delta/deltas"):
@@ -157,3 +165,20 @@ def test_host_key_cores_can_name_the_machine_when_pinned(monkeypatch):
         monkeypatch.undo()
         T.host.cache_clear()
     assert T.host().key == real.key
+
+
+def test_a_record_of_the_default_configuration_counts_for_both_parts(tmp_path, host):
+    fwd, dl = (cs.schedule.get_template(n) for n in ("loss_delta/forward", "loss_delta/deltas"))
+    fd, dd = fwd.defaults(TINY_LD, host), dl.defaults(TINY_LD, host)
+    other = {**dd, "parallel": not dd["parallel"]}
+    path = database.log_path(host, tmp_path)
+
+    def rec(t, kn, ms):
+        return database.make_record(TINY_LD, host, t, kn, "ok", timing={"median_ms": ms, "p10_ms": ms,
+                                    "p90_ms": ms, "runs": 1, "threads": 1}, rate=1.0, unit="G bit-MAC/s")
+    database.append(path, rec("loss_delta/deltas", dd, 3.0))      # the defaults, measured as a deltas candidate
+    database.append(path, rec("loss_delta/deltas", other, 2.0))   # beats that sample ...
+    assert best_recipes(TINY_LD, host, tmp_path)["deltas"] == ("loss_delta/deltas", other)
+    database.append(path, rec("loss_delta/forward", fd, 1.0))     # ... but not the defaults' forward-side sample
+    assert best_recipes(TINY_LD, host, tmp_path) == {"forward": ("loss_delta/forward", fd),
+                                                     "deltas": ("loss_delta/deltas", dd)}
