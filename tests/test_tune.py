@@ -162,6 +162,12 @@ def test_records_of_a_changed_template_are_ignored_with_a_warning(tmp_path, host
     database.append(log, r)
     with pytest.warns(UserWarning, match="source changed"):
         assert database.best_record(TINY, host, log) is None
+    # once the template is re-tuned for this workload, its old records are history: used never, warned never
+    database.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 2.0))
+    database._hash_warned.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert database.best_record(TINY, host, log) == ("conv2d/nhwc_direct", d)
 
 
 def test_compile_uses_the_best_record_else_warns_once(tmp_path, host, monkeypatch):

@@ -137,20 +137,35 @@ def current(rec: dict, warn: bool = True) -> bool:
     if now is not None and now == rec.get("template_hash"):
         return True
     if warn:
-        k = (rec["template"], rec.get("template_hash"))
-        if k not in _hash_warned:
-            _hash_warned.add(k)
-            why = "no longer exists" if now is None else f"changed (hash {rec.get('template_hash')} -> {now})"
-            warnings.warn(f"ignoring tuning records of template {rec['template']}: its source {why}; "
-                          f"re-tune to use it", stacklevel=3)
+        _warn_stale(rec["template"], rec.get("template_hash"), now)
     return False
 
 
+def _warn_stale(template: str, old: str | None, now: str | None):
+    k = (template, old)
+    if k not in _hash_warned:
+        _hash_warned.add(k)
+        why = "no longer exists" if now is None else f"changed (hash {old} -> {now})"
+        warnings.warn(f"ignoring tuning records of template {template}: its source {why}; "
+                      f"re-tune to use it", stacklevel=4)
+
+
 def records_for(layer, target, log=None, warn: bool = True) -> list[dict]:
-    """Records of this exact workload and target key whose template source is unchanged."""
+    """Records of this exact workload and target key whose template source is unchanged.
+
+    Records of an edited template are ignored. That deserves a warning only while the edit has left this
+    workload without a current record of that template (not yet re-tuned); once it is re-tuned, the old
+    records are history, kept in the append-only log, and say nothing."""
     wk, tk = layer.workload_key, target.key
-    return [r for r in read(log_path(target, log), warn=warn)
-            if r.get("workload_key") == wk and (r.get("target") or {}).get("key") == tk and current(r, warn)]
+    mine = [r for r in read(log_path(target, log), warn=warn)
+            if r.get("workload_key") == wk and (r.get("target") or {}).get("key") == tk]
+    fresh = [r for r in mine if current(r, warn=False)]
+    if warn:
+        retuned = {r["template"] for r in fresh}
+        for r in mine:
+            if r["template"] not in retuned and not current(r, warn=False):
+                _warn_stale(r["template"], r.get("template_hash"), template_hash(r["template"]))
+    return fresh
 
 
 def is_good(rec: dict) -> bool:
