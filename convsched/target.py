@@ -32,11 +32,18 @@ NAMED = {
     "generic": "x86-64",
 }
 
-# Per-core fp32 FMA peak of the project's machine kind (2 FMA pipes x 8 lanes x 2 flops x clock), as measured
-# by the house (../shared/PEERS.md: ~117.7 GFLOP/s). Benchmarks measure their own ceiling and print both.
-FP32_PEAK_GFLOPS_PER_CORE = 117.7
-# xor + popcount + add on 512-bit vectors (vpopcntq), per core (../shared/TVM_NOTES.md).
-BIT_PEAK_GOPS_PER_CORE = 1240.0
+# Per-core ceilings that k.benchmark() reports "% of peak" against, measured per CPU kind (benchmarks measure
+# their own ceiling in the same run and print both). fp32: FMA peak (2 FMA pipes x vector lanes x 2 flops x clock);
+# bits: xor + popcount + add.
+#   znver4: ../shared/PEERS.md ~117.7 GFLOP/s; vpopcntq 1.24 T bit-MAC/s (../shared/TVM_NOTES.md)
+#   znver3 (AVX2, no VPOPCNTDQ; the machine these numbers were taken on): 102.6 GFLOP/s
+#           (benchmarks/common.py), 322 G bit-MAC/s with the vpshufb popcount (backend.binary.bit_gemm_peak)
+FP32_PEAK_GFLOPS_PER_CORE = {"znver4": 117.7, "znver3": 102.6}
+BIT_PEAK_VPOPCNT_GOPS_PER_CORE = 1240.0                 # measured on znver4; used for any VPOPCNTDQ CPU
+BIT_PEAK_EMULATED_GOPS_PER_CORE = {"znver3": 322.0}     # no VPOPCNTDQ: LLVM's vpshufb popcount
+# other CPUs: 2 FMA pipes x lanes x 2 flops at ~3.2 GHz; bits without VPOPCNTDQ: the znver3 rate scaled by
+# vector width
+_GHZ = 3.2
 
 
 def host_cores() -> int:
@@ -96,10 +103,17 @@ class Target:
         return self.has("avx512vpopcntdq")
 
     def fp32_peak_gflops(self, threads: int | None = None) -> float:
-        return FP32_PEAK_GFLOPS_PER_CORE * (threads or self.cores)
+        """fp32 FMA ceiling of this CPU kind, GFLOP/s (measured where known, else modelled; see the table)."""
+        per_core = FP32_PEAK_GFLOPS_PER_CORE.get(self.mcpu) or 2 * self.lanes("float32") * 2 * _GHZ
+        return per_core * (threads or self.cores)
 
     def bit_peak_gops(self, threads: int | None = None) -> float:
-        return BIT_PEAK_GOPS_PER_CORE * (threads or self.cores)
+        """xor + popcount + add ceiling, G bit-MAC/s (measured where known, else modelled; see the table)."""
+        if self.fast_popcount:
+            per_core = BIT_PEAK_VPOPCNT_GOPS_PER_CORE
+        else:
+            per_core = BIT_PEAK_EMULATED_GOPS_PER_CORE.get(self.mcpu) or 322.0 * self.lanes("float32") / 8
+        return per_core * (threads or self.cores)
 
     def to_tvm(self) -> dict:
         """The target dict TVM takes (strings are rejected in 0.27)."""

@@ -1,6 +1,6 @@
 """`make demo`: compile an fp32 conv (56x56, 64->64, 3x3) and a max pool with their default schedules,
 check them against numpy, print the schedule text, the time, GFLOP/s and the share of the machine's fp32
-peak (measured here with a small FMA loop, beside the house figure). If a shipped tuning record exists for
+peak (measured here with a small FMA loop, beside the per-CPU figure of convsched.target). If a shipped tuning record exists for
 this CPU, the tuned conv is shown too."""
 import sys
 import warnings
@@ -38,13 +38,13 @@ if __name__ == "__main__":
     peak = measure_fp32_peak(host.cores)
     print(f"target: {host.key}  ({host.mcpu}, {host.vector_bits}-bit vectors, {host.cores} cores)")
     print(f"fp32 peak: measured {peak['total']:.0f} GFLOP/s on {host.cores} threads ({peak['source']}); "
-          f"house figure {host.fp32_peak_gflops():.0f}\n")
+          f"figure for {host.mcpu} {host.fp32_peak_gflops():.0f}\n")
     conv = cs.layers.Conv2d(h=56, w=56, cin=64, cout=64, kh=3, kw=3, stride=1, pad=1)
     t = show("conv 3x3, default schedule", conv, template=conv.default_template())
     pool = cs.layers.Pool2d(h=112, w=112, c=64, kind="max", k=3, stride=2, pad=1)
     show("max pool 3x3/2, default schedule", pool, template=pool.default_template())
     print(f"conv, default schedule: {t.rate:.1f} GFLOP/s on {t.threads} threads = "
-          f"{100 * t.rate / peak['total']:.0f}% of the measured fp32 peak ({t.pct_of_peak:.0f}% of the house figure)")
+          f"{100 * t.rate / peak['total']:.0f}% of the measured fp32 peak ({t.pct_of_peak:.0f}% of the {host.mcpu} figure)")
     from convsched.tune import database
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # records of since-edited templates are skipped quietly here
