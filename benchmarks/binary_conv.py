@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/binary_conv.py --threads 1 --shapes 56x64 --no-torch
 
 Per shape and thread count it prints G bit-MAC/s, % of the documented AVX-512 VPOPCNTDQ peak (1.24 T/s per
-core, cs.target.BIT_PEAK_GOPS_PER_CORE) and % of THIS host's own xor+popcount+add ceiling, measured by a
+core, cs.target.BIT_PEAK_VPOPCNT_GOPS_PER_CORE) and % of THIS host's own xor+popcount+add ceiling, measured by a
 bit-GEMM microbenchmark in the same run (convsched.backend.binary.bit_gemm_peak), plus speedups against
   (a) PyTorch 2.13 fp32 conv (oneDNN) of the same shape, the faster of NCHW / channels_last;
   (b) LCE 0.16's binary conv (LceBconv2d, use_indirect_bgemm=True, its fastest x86 path), run in its own
@@ -143,11 +143,11 @@ def worker(threads: int, shapes: list, use_torch: bool, templates: list) -> dict
 def report(results: dict, lce: dict) -> str:
     sys.path.insert(0, str(HERE))
     from common import fmt, table
-    from convsched.target import BIT_PEAK_GOPS_PER_CORE
+    from convsched.target import BIT_PEAK_VPOPCNT_GOPS_PER_CORE
     lines = []
     for threads, res in sorted(results.items(), key=lambda kv: int(kv[0])):
         t = int(threads)
-        doc_peak = BIT_PEAK_GOPS_PER_CORE * t
+        doc_peak = BIT_PEAK_VPOPCNT_GOPS_PER_CORE * t
         host_peak = res["host_peak_gops"]
         lines.append(f"\n{t} thread(s); host {res['target']} (VPOPCNTDQ: {res['fast_popcount']}); "
                      f"this host's measured xor+popcount+add ceiling: {host_peak:.0f} G bit-MAC/s; "

@@ -114,13 +114,15 @@ def measure_fp32_peak(threads: int = 1, seconds: float = 0.005, trials: int = 10
     that on a shared machine some of them run undisturbed).
 
     Returns {"total": GFLOP/s on all threads, "per_core": total / threads, "source": how it was measured}.
-    Falls back to the house figure (convsched.target.FP32_PEAK_GFLOPS_PER_CORE) without gcc or AVX2."""
+    Falls back to the host's figure (convsched.target: Target.fp32_peak_gflops) without gcc or AVX2."""
     try:
         so = _peak_lib()
     except (OSError, subprocess.CalledProcessError, FileNotFoundError) as e:
-        from convsched.target import FP32_PEAK_GFLOPS_PER_CORE as per_core
+        from convsched.target import host
+        per_core = host().fp32_peak_gflops(1)
         return {"total": per_core * threads, "per_core": per_core,
-                "source": f"house figure (could not build the FMA loop: {type(e).__name__})"}
+                "source": f"the {host().mcpu} figure of convsched.target (could not build the FMA loop: "
+                          f"{type(e).__name__})"}
     so.fma_loop(100_000, 1.0)                                 # warm up (clock ramp)
     t0 = time.perf_counter()
     so.fma_loop(1_000_000, 1.0)
