@@ -199,3 +199,15 @@ def test_nhwc_direct_defaults_balance_rows_over_cores():
         assert d1["order"] == "row"
         k = cs.compile(layer, template="conv2d/nhwc_direct", target=two)
         check_against_reference(layer, k, seed=5)
+
+
+@pytest.mark.parametrize("pad_at", ["row", "inline", "root"])
+@pytest.mark.parametrize("order", ["co", "ow"])
+def test_nhwc_depthwise_every_pad_and_order(pad_at, order):
+    # every pad placement x loop order (the sampled-knob test draws only 3 points per layer): stride 2 with a
+    # residual + bias + relu epilogue (computed at the outer loop of either order), and 5 channels (no vector)
+    for layer in (L.Conv2d(n=2, h=17, w=23, cin=16, cout=16, groups=16, stride=2, bias=True, residual=True,
+                           act="relu"),
+                  L.Conv2d(h=9, w=14, cin=5, cout=5, groups=5, pad=2, dilation=2, bias=True)):
+        k = cs.compile(layer, template="conv2d/nhwc_depthwise", knobs={"pad_at": pad_at, "order": order})
+        check_against_reference(layer, k, seed=5)

@@ -1,11 +1,32 @@
 """Depthwise NHWC conv (groups == cin == cout): channels vectorized, an (ow x co) register tile, rows in parallel.
 
-Loop nest: parallel (n, oh) > [pad rows] > co_o > ow_o > kh, kw (unrolled) > ow_i (unrolled) > co_v, co_l (vector)
+Loop nest (order="ow", the default): parallel (n, oh) > [pad rows] > ow_o > co_o > kh > kw (unrolled) >
+ow_i (unrolled) > co_v, co_l (vector); order="co" swaps ow_o and co_o.
 Each tap loads one input vector and one weight vector per accumulator: depthwise has no reuse of inputs
 across output channels, so it runs near the load/store limit, not the FMA peak (MobileNet's 3x3 dw layers
-are memory-bound: ~9 MACs per loaded input).
-Measured (Zen 3, AVX2, noisy shared host, 1 thread, benchmarks/mobilenet.py --quick): 28x28x256 dw s1 in the
-dw+pw pair at 51.5 GFLOP/s for the pair, 1.13x PyTorch's faster layout; 112x112x32 dw: 11.4 GFLOP/s.
+are memory-bound: ~9 MACs per loaded input). Within a tile LLVM shares the input vectors of neighbouring taps
+(kw and ow_i both unrolled: stride 1 loads ow_tile + 2 pixels per kh row, not 3 * ow_tile).
+Why order="ow": co_o outermost sweeps one 64-byte column (co_tile 16) of three input rows across the whole row,
+then the next column: 56x56x128 re-reads each row from L2 eight times. ow_o outermost touches 3 rows x
+(ow_tile + 2) pixels x all channels (9 KB at 128 channels) and finishes them in L1.
+Why pad_at="inline": "row" copies the three padded input rows of every output row (3x the input, 89 KB per
+row at 56x56x128: it misses L1); "root" copies the whole input once (one extra pass). Inline reads the input
+in place behind a bounds test per load, which LLVM turns into selects; it won on every MobileNet layer.
+unroll(kh) was tried: 56x56x128 s1 181 -> 231-272 us, 112x112x32 167 -> 261 us (slower; not done).
+Measured (AMD EPYC Zen 3, AVX2, 1 thread, core pinned, aligned inputs; the depthwise layer alone, best of 3
+interleaved rounds, per call incl. the Python call and the output allocation, us; old = pad "row", order "co"):
+  layer               old   new  (GB/s new)  nhwc_direct  torch NCHW  torch channels_last
+  112x112x32  s1      262   167   (19)        252          337         238
+  112->56x64  s2      217   126   (32)        229          314         165
+  56x56x128   s1      288   181   (18)        290          331         247
+  56->28x128  s2      158    85   (24)        159          203         114
+  28x28x256   s1        -   115   (14)        176          212         153
+  28->14x256  s2        -    64   (16)         94          143          85
+  14x14x512   s1        -    86   (10)        115          156         113
+On 56x56x128 the compiled function alone takes ~168 us of the ~210 us call (time_evaluator vs the Kernel call:
+the output allocation and the Python call are the rest).
+benchmarks/mobilenet.py --threads 1 (dw + best pw, x PyTorch's faster layout): geo-mean 1.02x -> 1.09x
+(aligned inputs in both; 0.95x before the benchmark aligned its inputs).
 """
 from convsched.schedule import divisors
 
@@ -25,11 +46,12 @@ def _co_tiles(layer, target):
 KNOBS = {
     "co_tile": _co_tiles,
     "ow_tile": lambda layer, target: divisors(layer.ow, 8),
-    "pad_at": ["row", "inline"],
+    "pad_at": ["row", "inline", "root"],
+    "order": ["co", "ow"],
 }
 
 
-def constraint(layer, target, co_tile, ow_tile, pad_at):
+def constraint(layer, target, co_tile, ow_tile, pad_at, order):
     vecs = -(-co_tile // target.lanes("float32"))
     need = ow_tile * vecs + vecs + 1      # accumulators + weight vectors + one input (or FMA memory operands)
     return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
@@ -41,10 +63,10 @@ def defaults(layer, target):
     co = 2 * lanes if 2 * lanes in cos else cos[0]
     vecs = -(-co // lanes)
     ows = [o for o in divisors(layer.ow, 8) if o * vecs + vecs + 1 <= target.num_vector_registers] or [1]
-    return {"co_tile": co, "ow_tile": max(ows), "pad_at": "row"}
+    return {"co_tile": co, "ow_tile": max(ows), "pad_at": "inline", "order": "ow"}
 
 
-def schedule(s, layer, co_tile, ow_tile, pad_at):
+def schedule(s, layer, co_tile, ow_tile, pad_at, order):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
     co_o, co_i = conv.split("co", co_tile)
@@ -52,7 +74,8 @@ def schedule(s, layer, co_tile, ow_tile, pad_at):
     inner = [co_i]
     if co_tile % lanes == 0 and co_tile > lanes:
         inner = list(conv.split(co_i, lanes, names=("co_v", "co_l")))
-    conv.reorder("n", "oh", co_o, ow_o, "kh", "kw", "ci", ow_i, *inner)
+    outer = (co_o, ow_o) if order == "co" else (ow_o, co_o)
+    conv.reorder("n", "oh", *outer, "kh", "kw", "ci", ow_i, *inner)
     row = conv.fuse("n", "oh")
     conv.parallel(row)
     if co_tile % lanes == 0:
@@ -63,15 +86,20 @@ def schedule(s, layer, co_tile, ow_tile, pad_at):
     conv.unroll("kw")
     if pad_at == "row":
         s["pad"].compute_at(conv, row)
-    else:
+    elif pad_at == "inline":
         s["pad"].compute_inline()
+    else:                                 # "root": the whole padded input once, rows in parallel
+        pad = s["pad"]
+        pad.parallel(pad.fuse(*pad.axes[:2]))
+        if layer.cin % lanes == 0:
+            pad.vectorize(pad.split(pad.axes[-1], lanes)[1])
     epi = [e for e in ("bias", "residual", "act") if e in s]
     for e in reversed(epi[1:]):
         s[e].reverse_compute_inline()
     if epi:
-        s[epi[0]].reverse_compute_at(conv, co_o)
+        s[epi[0]].reverse_compute_at(conv, outer[0])
         if co_tile % lanes == 0:
             last = s[epi[0]].axes[-1]
             _, vi = s[epi[0]].split(last, lanes, names=("epi_o", "epi_v"))
             s[epi[0]].vectorize(vi)
-    conv.decompose_reduction(ow_o)
+    conv.decompose_reduction(outer[1])
