@@ -11,8 +11,10 @@ then the next column: 56x56x128 re-reads each row from L2 eight times. ow_o oute
 (ow_tile + 2) pixels x all channels (9 KB at 128 channels) and finishes them in L1.
 Why pad_at="inline": "row" copies the three padded input rows of every output row (3x the input, 89 KB per
 row at 56x56x128: it misses L1); "root" copies the whole input once (one extra pass). Inline reads the input
-in place behind a bounds test per load, which LLVM turns into selects; it won on every MobileNet layer.
-unroll(kh) was tried: 56x56x128 s1 181 -> 231-272 us, 112x112x32 167 -> 261 us (slower; not done).
+in place behind bounds tests, which LLVM turns into branches around the border loads; it won on every
+MobileNet layer (stride 2 most: 112->56x64 126 us vs 215 us with "root" or "row").
+unroll(kh) was tried (would keep the accumulators in registers across kh; now they go through memory once per
+kh row): slower, 56x56x128 s1 181 -> 255-272 us, 112x112x32 167 -> 261-339 us (inline pad; not done).
 Measured (AMD EPYC Zen 3, AVX2, 1 thread, core pinned, aligned inputs; the depthwise layer alone, best of 3
 interleaved rounds, per call incl. the Python call and the output allocation, us; old = pad "row", order "co"):
   layer               old   new  (GB/s new)  nhwc_direct  torch NCHW  torch channels_last
@@ -20,13 +22,18 @@ interleaved rounds, per call incl. the Python call and the output allocation, us
   112->56x64  s2      217   126   (32)        229          314         165
   56x56x128   s1      288   181   (18)        290          331         247
   56->28x128  s2      158    85   (24)        159          203         114
-  28x28x256   s1        -   115   (14)        176          212         153
-  28->14x256  s2        -    64   (16)         94          143          85
-  14x14x512   s1        -    86   (10)        115          156         113
-On 56x56x128 the compiled function alone takes ~168 us of the ~210 us call (time_evaluator vs the Kernel call:
-the output allocation and the Python call are the rest).
+  28x28x256   s1      182   115   (14)        176          212         153
+  28->14x256  s2       96    64   (16)         94          143          85
+  14x14x512   s1      113    86   (10)        115          156         113
+  14->7x512   s2       70    56    (9)         77          122          75
+  7x7x1024    s1       94    79    (6)         98          126          90
+On 56x56x128 the compiled function alone takes ~142 us of the ~181 us call (time_evaluator vs the Kernel call:
+the output allocation and the Python call are the rest): 3.2 MB in + out per 142 us = 23 GB/s, about what one
+Zen 3 core streams from L3 (the layer does not fit the 512 KB L2), so the large layers are near their bound.
+7x7x1024 (in L2) is not: ow_tile 1 (7 is prime) leaves 2 accumulators, FMA-latency bound (co 8 x ow 7: 72 us).
 benchmarks/mobilenet.py --threads 1 (dw + best pw, x PyTorch's faster layout): geo-mean 1.02x -> 1.09x
-(aligned inputs in both; 0.95x before the benchmark aligned its inputs).
+(aligned inputs in both; 0.95x before the benchmark aligned its inputs). The pointwise is now 80-93% of every
+pair's time (e.g. 56x56: dw 178 us, pw 1158 us packed): the rest of the gap to 1.0x+ on a pair is there.
 """
 from convsched.schedule import divisors
 
