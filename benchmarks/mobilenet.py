@@ -7,7 +7,9 @@ against PyTorch (oneDNN) in NCHW and channels_last, measured in the same process
 For each conv every applicable conv2d template is compiled with its default knobs, checked against numpy,
 and timed; the fastest counts. Times are minima over many calls (the machine is shared). The pointwise
 layer is also run with pre-packed weights (wpack=16, packed once by Conv2d.pack_weights) as its own row
-entry: PyTorch repacks per call. Writes bench_out/mobilenet.json.
+entry: PyTorch repacks per call. Inputs are 64-byte aligned, as a convsched network's buffers are (before
+they were, the per-call copy of misaligned inputs cost 0.95x -> 1.02x of the geo-mean, 1 thread). Writes
+bench_out/mobilenet.json.
 """
 from __future__ import annotations
 
