@@ -15,25 +15,11 @@ import numpy as np
 from .. import bits as _bits
 from .. import target as _target
 from ..errors import ScheduleError, TargetError
-from ..kernel import Timing, aligned_empty, is_aligned
+from ..kernel import Timing, aligned, aligned_empty
 from .loss_delta import LossDeltas
 
 FORWARD_TEMPLATE = "loss_delta/forward"
 DELTAS_TEMPLATE = "loss_delta/deltas"
-
-
-def _aligned(a, dtype=None) -> np.ndarray:
-    a = np.asarray(a, dtype=dtype)
-    b = aligned_empty(a.shape, a.dtype)
-    np.copyto(b, a)
-    return b
-
-
-def _arg(a, dtype) -> np.ndarray:
-    """`a` itself when it is already a 64-byte aligned contiguous array of `dtype`, else an aligned copy."""
-    if isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and is_aligned(a):
-        return a
-    return _aligned(a, dtype)
 
 
 def _pack(bits, dtype) -> np.ndarray:
@@ -136,10 +122,10 @@ class LossDeltaKernel:
         L = self.layer
         wd = np.dtype(L.word_dtype)
         if L.weights == "binary":
-            return [_pack(x, wd), _aligned(_pack(w, wd).transpose(1, 2, 3, 0))]
-        wp = _aligned(_pack((w == 1).view(np.uint8), wd).transpose(1, 2, 3, 0))
-        wm = _aligned(_pack((w == -1).view(np.uint8), wd).transpose(1, 2, 3, 0))
-        zc = _aligned((w == 0).reshape(L.cout, -1).sum(1), np.int32)
+            return [_pack(x, wd), aligned(_pack(w, wd).transpose(1, 2, 3, 0))]
+        wp = aligned(_pack((w == 1).view(np.uint8), wd).transpose(1, 2, 3, 0))
+        wm = aligned(_pack((w == -1).view(np.uint8), wd).transpose(1, 2, 3, 0))
+        zc = aligned((w == 0).reshape(L.cout, -1).sum(1), np.int32)
         return [_pack(x, wd), wp, wm, zc]
 
     def counts(self, *packed) -> np.ndarray:
@@ -160,19 +146,19 @@ class LossDeltaKernel:
         """The delta kernel's input arrays, in declaration order."""
         L = self.layer
         B = x.shape[0]
-        args = [_arg(x, np.uint8).reshape(B, L.h * L.w, L.cin), lists]
+        args = [aligned(x, np.uint8).reshape(B, L.h * L.w, L.cin), lists]
         for bd in info["bands"]:
             # the gather loops to the longest live list (the length of this otherwise unused argument)
-            args += [_kbound(max(1, int(bd["s"].max()))), _arg(bd["on"], np.int32), _arg(bd["s"], np.int32)]
-        args.append(_arg(info["old"], np.int32))
+            args += [_kbound(max(1, int(bd["s"].max()))), aligned(bd["on"], np.int32), aligned(bd["s"], np.int32)]
+        args.append(aligned(info["old"], np.int32))
         live = self._scratch.get("live", (B, L.cout), "int32")
         live[...] = np.logical_or.reduce([(bd["s"] > 0).any(1) for bd in info["bands"]])
         args.append(live)
-        args.append(_arg(w, np.uint8 if L.weights == "binary" else np.int8))
+        args.append(aligned(w, np.uint8 if L.weights == "binary" else np.int8))
         if "table" in info:
-            args.append(_arg(info["table"], np.int32))
+            args.append(aligned(info["table"], np.int32))
         else:
-            args += [_arg(info["fmask"], np.int32), _arg(info["a2"], np.int32)]
+            args += [aligned(info["fmask"], np.int32), aligned(info["a2"], np.int32)]
         return args
 
     def __call__(self, images, labels, conv_w, fc_w, reduce: str = "sum") -> LossDeltas:
