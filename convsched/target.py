@@ -112,7 +112,8 @@ class Target:
         if self.fast_popcount:
             per_core = BIT_PEAK_VPOPCNT_GOPS_PER_CORE
         else:
-            per_core = BIT_PEAK_EMULATED_GOPS_PER_CORE.get(self.mcpu) or 322.0 * self.lanes("float32") / 8
+            per_core = (BIT_PEAK_EMULATED_GOPS_PER_CORE.get(self.mcpu)
+                        or BIT_PEAK_EMULATED_GOPS_PER_CORE["znver3"] * self.vector_bits / 256)
         return per_core * (threads or self.cores)
 
     def to_tvm(self) -> dict:

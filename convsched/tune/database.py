@@ -157,13 +157,14 @@ def records_for(layer, target, log=None, warn: bool = True) -> list[dict]:
     workload without a current record of that template (not yet re-tuned); once it is re-tuned, the old
     records are history, kept in the append-only log, and say nothing."""
     wk, tk = layer.workload_key, target.key
-    mine = [r for r in read(log_path(target, log), warn=warn)
-            if r.get("workload_key") == wk and (r.get("target") or {}).get("key") == tk]
-    fresh = [r for r in mine if current(r, warn=False)]
+    fresh, stale = [], []
+    for r in read(log_path(target, log), warn=warn):
+        if r.get("workload_key") == wk and (r.get("target") or {}).get("key") == tk:
+            (fresh if current(r, warn=False) else stale).append(r)
     if warn:
         retuned = {r["template"] for r in fresh}
-        for r in mine:
-            if r["template"] not in retuned and not current(r, warn=False):
+        for r in stale:
+            if r["template"] not in retuned:
                 _warn_stale(r["template"], r.get("template_hash"), template_hash(r["template"]))
     return fresh
 
