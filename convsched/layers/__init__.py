@@ -7,7 +7,11 @@ from .elementwise import Add, BitDense, Dense
 from .binary import (BinaryConv2d, BinaryConvPool, BitGlobalPool, BitMaxPool2d, BitPack, PopcountThreshold,
                      SegmentedBitPool)
 from .loss_delta import LossDelta, LossDeltas
+from .activation import PReLU, ReLU
+from .backward import GlobalAvgPool2dGrad, Pool2dArgmax, Pool2dGrad, PReLUGrad, ReLUGrad
 
 __all__ = ["Layer", "Declaration", "TensorSpec", "Conv2d", "LayoutTransform", "Pool2d", "GlobalAvgPool2d", "Add", "Dense", "BitDense",
            "BitPack", "BinaryConv2d", "PopcountThreshold", "SegmentedBitPool", "BitMaxPool2d", "BitGlobalPool",
-           "BinaryConvPool", "LossDelta", "LossDeltas"]
+           "BinaryConvPool", "LossDelta", "LossDeltas",
+           # activations and backward layers (issue 17: layer.backward(), docs/backward.md)
+           "ReLU", "PReLU", "ReLUGrad", "PReLUGrad", "Pool2dArgmax", "Pool2dGrad", "GlobalAvgPool2dGrad"]

@@ -122,7 +122,13 @@ class Pool2d(Layer):
                 cnt += ones[i: i + sh * (self.oh - 1) + 1: sh, j: j + sw * (self.ow - 1) + 1: sw]
         if self.kind == "avg":
             acc = acc / cnt[None, :, :, None]
-        return acc.astype(np.float32)
+        return acc.astype(np.float64 if x.dtype == np.float64 else np.float32)   # float64: gradient checks
+
+    def backward(self):
+        """max: forward Pool2dArgmax (records the argmax), dx = Pool2dGrad(saved argmax, grad dy);
+        avg: dx = Pool2dGrad(grad dy). See layers/backward/pool.py and docs/backward.md."""
+        from .backward.pool import pool2d_backward
+        return pool2d_backward(self)
 
 
 @dataclass(frozen=True)
@@ -174,4 +180,10 @@ class GlobalAvgPool2d(Layer):
         return Declaration([x], [avg])
 
     def reference(self, x):
-        return x.astype(np.float64).mean(axis=(1, 2), keepdims=True).astype(np.float32)
+        y = x.astype(np.float64).mean(axis=(1, 2), keepdims=True)
+        return y.astype(np.float64 if x.dtype == np.float64 else np.float32)   # float64: gradient checks
+
+    def backward(self):
+        """dx = GlobalAvgPool2dGrad(grad dy). See layers/backward/pool.py and docs/backward.md."""
+        from .backward.pool import global_avg_pool2d_backward
+        return global_avg_pool2d_backward(self)

@@ -1,0 +1,135 @@
+"""Backward of the activations: ReLUGrad and PReLUGrad (gradients to the input and to the slopes), NHWC fp32.
+
+At x == 0 both take the x <= 0 branch (ReLU: gradient 0; PReLU: slope), as PyTorch does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..activation import PReLU, ReLU
+from ..base import Declaration, TensorSpec
+from .base import Backward, NestedLayer, out_dtype, step
+
+
+@dataclass(frozen=True)
+class ReLUGrad(NestedLayer):
+    """dx = dy where y > 0, else 0 (y = the saved ReLU output; y > 0 exactly where x > 0).
+
+    Arguments: y (n, h, w, c) (saved forward output), dy (n, h, w, c). Output: dx (n, h, w, c).
+    Stages and axes: "dx" (n, h, w, c).
+    """
+
+    forward: ReLU = ReLU()
+
+    KIND: ClassVar[str] = "relu_grad"
+    ELEMENTWISE: ClassVar[bool] = True
+    op_unit: ClassVar[str] = "OP"
+    flops_per_op: ClassVar[int] = 1
+
+    def input_specs(self):
+        shape = self.forward.shape
+        return [TensorSpec("y", shape, "float32"), TensorSpec("dy", shape, "float32")]
+
+    def output_specs(self):
+        return [TensorSpec("dx", self.forward.shape, "float32")]
+
+    def ops(self):
+        return self.forward.ops()
+
+    def default_template(self):
+        return "relu_grad/nhwc"
+
+    def tolerance(self):
+        return (0.0, 0.0)
+
+    def declare(self) -> Declaration:
+        from ...backend import expr, te
+        shape = self.forward.shape
+        y = te.placeholder(shape, "float32", name="y")
+        dy = te.placeholder(shape, "float32", name="dy")
+        dx = te.compute(shape, lambda n, h, w, c: expr.Select(y[n, h, w, c] > 0, dy[n, h, w, c],
+                                                              expr.const(0.0, "float32")), name="dx")
+        return Declaration([y, dy], [dx])
+
+    def reference(self, y, dy):
+        return np.where(y > 0, dy, 0).astype(out_dtype(dy))
+
+
+@dataclass(frozen=True)
+class PReLUGrad(NestedLayer):
+    """Gradients of PReLU to its input and to its slopes, in one kernel:
+
+      dx[n, h, w, c] = dy if x > 0 else slope[c] * dy
+      dslope[c]      = sum over n, h, w of (0 if x > 0 else x * dy)
+
+    Arguments: x (n, h, w, c), slope (c,) (the forward's inputs), dy (n, h, w, c).
+    Outputs: dx (n, h, w, c), dslope (c,).
+    Stages and axes:
+      "dx"      n, h, w, c
+      "rows"    each image row's share of dslope: spatial n, h, c; reduction w   (a row per task, no atomics)
+      "dslope"  the sum of the rows: spatial c; reduction rn, rh
+    """
+
+    forward: PReLU = PReLU()
+
+    KIND: ClassVar[str] = "prelu_grad"
+    op_unit: ClassVar[str] = "OP"
+    flops_per_op: ClassVar[int] = 1
+
+    def input_specs(self):
+        f = self.forward
+        return [TensorSpec("x", f.shape, "float32"), TensorSpec("slope", (f.c,), "float32"),
+                TensorSpec("dy", f.shape, "float32")]
+
+    def output_specs(self):
+        f = self.forward
+        return [TensorSpec("dx", f.shape, "float32"), TensorSpec("dslope", (f.c,), "float32")]
+
+    def ops(self):
+        return 2 * self.forward.ops()
+
+    def default_template(self):
+        return "prelu_grad/nhwc"
+
+    def tolerance(self):
+        # dslope sums n*h*w products of values in [-1, 1) in float32, a row at a time
+        f = self.forward
+        return (1e-5, 2e-7 * (f.n * f.h * f.w) ** 0.5 + 1e-7 * f.w)
+
+    def declare(self) -> Declaration:
+        from ...backend import expr, te
+        f = self.forward
+        zero = expr.const(0.0, "float32")
+        x = te.placeholder(f.shape, "float32", name="x")
+        slope = te.placeholder((f.c,), "float32", name="slope")
+        dy = te.placeholder(f.shape, "float32", name="dy")
+        dx = te.compute(f.shape, lambda n, h, w, c: expr.Select(x[n, h, w, c] > 0, dy[n, h, w, c],
+                                                                slope[c] * dy[n, h, w, c]), name="dx")
+        rw = te.reduce_axis((0, f.w), "w")
+        rows = te.compute((f.n, f.h, f.c), lambda n, h, c: te.sum(expr.Select(
+            x[n, h, rw, c] > 0, zero, x[n, h, rw, c] * dy[n, h, rw, c]), axis=rw), name="rows")
+        rn = te.reduce_axis((0, f.n), "rn")
+        rh = te.reduce_axis((0, f.h), "rh")
+        dslope = te.compute((f.c,), lambda c: te.sum(rows[rn, rh, c], axis=[rn, rh]), name="dslope")
+        return Declaration([x, slope, dy], [dx, dslope])
+
+    def reference(self, x, slope, dy):
+        dt = out_dtype(x, dy)
+        x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+        neg = x64 <= 0
+        dx = np.where(neg, slope.astype(np.float64) * dy64, dy64)
+        dslope = np.where(neg, x64 * dy64, 0).sum(axis=(0, 1, 2))
+        return dx.astype(dt), dslope.astype(dt)
+
+
+def relu_backward(relu: ReLU) -> Backward:
+    return Backward(relu, (step("dx", ReLUGrad(relu), "saved:y", "grad:y", wrt="x"),))
+
+
+def prelu_backward(prelu: PReLU) -> Backward:
+    """One kernel gives both gradients."""
+    return Backward(prelu, (step("dx, dslope", PReLUGrad(prelu), "input:x", "input:slope", "grad:y",
+                                 wrt="x, slope"),))
