@@ -483,4 +483,11 @@ class Conv2d(Layer):
             y = np.transpose(y, (0, 3, 1, 2))
         if layout == "NCHWc":
             y = nchwc_pack(y, self.cblock)
-        return np.ascontiguousarray(y.astype(np.float32))
+        return np.ascontiguousarray(y.astype(np.float64 if x.dtype == np.float64 else np.float32))   # gradient checks
+
+    def backward(self):
+        """NHWC (wpack=0) only. Steps: [dz = ReLUGrad(saved y, grad dy) if act], dx = Conv2dDataGrad(input w, g),
+        dw = Conv2dWeightGrad(input x, g), [db = BiasGrad(g) if bias], [dr = g if residual]; g = dz or dy.
+        See layers/backward/conv.py and docs/backward.md."""
+        from .backward.conv import conv2d_backward
+        return conv2d_backward(self)

@@ -5,7 +5,9 @@ docs/backward.md for every layer's arguments).
 """
 from .activation import PReLUGrad, ReLUGrad
 from .base import Arg, Backward, GradStep, NestedLayer, args, step
+from .conv import BiasGrad, Conv2dDataGrad, Conv2dWeightGrad
 from .pool import GlobalAvgPool2dGrad, Pool2dArgmax, Pool2dGrad
 
 __all__ = ["Arg", "Backward", "GradStep", "NestedLayer", "args", "step", "ReLUGrad", "PReLUGrad", "Pool2dArgmax", "Pool2dGrad",
-           "GlobalAvgPool2dGrad"]
+           "GlobalAvgPool2dGrad",
+           "Conv2dDataGrad", "Conv2dWeightGrad", "BiasGrad"]

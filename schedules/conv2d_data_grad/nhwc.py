@@ -1,0 +1,128 @@
+"""Conv data gradient, NHWC: the forward nhwc_direct's register tile, on dy and the transposed weights.
+
+dx is a convolution of the zero-padded dy with wt[kh, kw, co, ci] (input channels contiguous), so the tile is
+nhwc_direct's with the roles of ci and co swapped: oh_tile x ow_tile pixels x ci_tile input channels of
+accumulators (ci vectorized); each reduction step (kh, kw, co) loads ci_tile/lanes weight vectors and
+broadcasts one dy value per pixel.
+
+Loop orders (outer to inner; the reduction kh, kw, co_i is right above the tile):
+  "row"  parallel (n, h_o) > ci_o > co_o > w_o > kh, kw, co_i > tile      weights (all of wt) in L2
+  "ci"   parallel (n, ci_o) > co_o > h_o > w_o > kh, kw, co_i > tile      deep layers: each task owns a
+         block of input channels and streams its weight slice once (wt_at="block" transposes just that slice
+         into a small buffer, in cache, instead of all weights in a pass of its own)
+Stride > 1: a tap reads dy only where (h + pad - kh*dilation) is a multiple of the stride: pixels of
+different phases (h % stride, w % stride) use different taps (3x3 stride 2: 1, 2, 2 or 4 of the 9).
+phases=True splits h and w by the stride and unrolls the phase loops outside the reduction: each copy of the
+loop nest computes one phase, its register tile holds pixels of that phase only (stride apart in dx), and with
+unroll_taps every (tap, phase) test is a constant that folds away, so each copy runs just its own taps with
+the full tile. Without phases a tile mixes phases and every tap feeds a quarter of it (half the FMAs per
+load); measured 1 thread on the 56->28 3x3 s2 layer: phases 0.6x the time of mixed tiles.
+"""
+from convsched.schedule import divisors
+
+LAYER = "conv2d_data_grad"
+
+L2_WEIGHT_BYTES = 256 * 1024      # weights that fit a core's L2 with room for dy rows: "row" order
+
+
+def _vec(c, target):
+    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
+    return max(divisors(c, target.lanes("float32")))
+
+
+def _ci_tiles(layer, target):
+    v = _vec(layer.forward.cin, target)
+    return [t for t in divisors(layer.forward.cin, 4 * v) if t % v == 0]
+
+
+def _co_tiles(layer, target):
+    opg = layer.forward.cout_per_group
+    return sorted({opg} | {d for d in divisors(opg) if d >= 16})
+
+
+KNOBS = {
+    "ci_tile": _ci_tiles,                                              # input channels per register tile
+    "ow_tile": lambda layer, target: divisors(layer.forward.w, 14),    # pixels along w per register tile
+    "oh_tile": lambda layer, target: divisors(layer.forward.h, 4),     # rows per register tile
+    "co_tile": _co_tiles,                                              # output channels per pass (reduction)
+    "order": ["row", "ci"],
+    "wt_at": ["root", "block"],
+    "pad_at": ["root", "inline"],
+    "unroll_taps": [False, True],
+    "phases": lambda layer, target: [False, True] if max(layer.forward.strides) > 1 else [False],
+}
+
+
+def _regs(layer, target, ci_tile, ow_tile, oh_tile):
+    vecs = ci_tile // _vec(layer.forward.cin, target)
+    return oh_tile * ow_tile * vecs + vecs + 1
+
+
+def constraint(layer, target, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, pad_at, unroll_taps, phases):
+    if phases and not unroll_taps:
+        return "phases needs unroll_taps (the tap tests fold only when the taps are unrolled)"
+    if wt_at == "block" and order != "ci":
+        return "wt_at='block' needs order 'ci' (in 'row' order every row would transpose the weights again)"
+    need = _regs(layer, target, ci_tile, ow_tile, oh_tile)
+    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+
+
+def defaults(layer, target):
+    f = layer.forward
+    v = _vec(f.cin, target)
+    (sh, sw) = f.strides
+    regs = target.num_vector_registers
+    ci = max(t for t in _ci_tiles(layer, target) if t <= 2 * v)
+    vecs = ci // v
+    # pixels per tile: multiples of the stride (the tap tests fold), as many as the registers allow
+    ows = [o for o in divisors(f.w, 8) if o % sw == 0 and _regs(layer, target, ci, o, 1) <= regs] or [1]
+    ohs = [o for o in divisors(f.h, 4) if o % sh == 0] or [1]
+    ow = max(ows)
+    oh = max(o for o in ohs if (o * ow + 1) * vecs + 1 <= regs) if any((o * ow + 1) * vecs + 1 <= regs for o in ohs) else 1
+    weight_bytes = f.kh * f.kw * f.cin_per_group * f.cout * 4
+    deep = weight_bytes > L2_WEIGHT_BYTES
+    co = max(c for c in _co_tiles(layer, target) if c <= 64)
+    return {"ci_tile": ci, "ow_tile": ow, "oh_tile": oh, "co_tile": co, "order": "ci" if deep else "row",
+            "wt_at": "block" if deep else "root", "pad_at": "root", "unroll_taps": max(sh, sw) > 1,
+            "phases": max(sh, sw) > 1}
+
+
+def schedule(s, layer, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, pad_at, unroll_taps, phases):
+    v = _vec(layer.forward.cin, s.target)
+    sh, sw = layer.forward.strides
+    dx = s["dx"]
+    ci_o, ci_i = dx.split("ci", ci_tile)
+    h, w, ph_h, ph_w = "h", "w", [], []
+    if phases:                            # h = h_q * sh + h_ph: one copy of the nest per phase (see above)
+        h, hp = dx.split("h", factors=[None, sh], names=("h_q", "h_ph"))
+        w, wp = dx.split("w", factors=[None, sw], names=("w_q", "w_ph"))
+        ph_h, ph_w = [hp], [wp]
+    h_o, h_i = dx.split(h, oh_tile, names=("h_o", "h_i"))
+    w_o, w_i = dx.split(w, ow_tile, names=("w_o", "w_i"))
+    co_o, co_i = dx.split("co", co_tile)
+    inner = [ci_i] if ci_tile == v else list(dx.split(ci_i, v, names=("ci_v", "ci_l")))
+    tile = [h_i, w_i, *inner]
+    if order == "row":
+        dx.reorder("n", h_o, *ph_h, ci_o, co_o, *ph_w, w_o, "kh", "kw", co_i, *tile)
+        outer = dx.fuse("n", h_o)
+    else:
+        dx.reorder("n", ci_o, co_o, h_o, *ph_h, *ph_w, w_o, "kh", "kw", co_i, *tile)
+        outer = dx.fuse("n", ci_o)
+    dx.parallel(outer)
+    dx.vectorize(tile[-1])
+    for axis in tile[:-1] + ph_h + ph_w:
+        dx.unroll(axis)
+    if unroll_taps:
+        dx.unroll("kh")
+        dx.unroll("kw")
+    wt = s["wt"]
+    if wt_at == "block":
+        wt.compute_at(dx, co_o)
+    else:
+        wt.parallel(wt.fuse("kh", "kw"))
+    pad = s["pad"]
+    if pad_at == "inline":
+        pad.compute_inline()
+    else:
+        pad.parallel(pad.fuse("n", "h"))
+    dx.decompose_reduction(co_o)

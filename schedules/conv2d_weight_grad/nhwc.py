@@ -1,0 +1,90 @@
+"""Conv weight gradient, NHWC: a (ci x co) register tile of dw, co vectorized, the pixel reduction inside it.
+
+dw[kh, kw, ci, co] sums x[pixel shifted by the tap, ci] * dy[pixel, co] over all n*oh*ow pixels: a GEMM whose
+reduction is the pixels. Register tile: ci_tile x co_tile/lanes accumulators [x kw when kw_in_tile: the taps
+of a row share their dy loads, which depthwise layers need: one input channel per group]. Each pixel step
+loads co_tile/lanes dy vectors and broadcasts ci_tile (x kw) input values.
+
+Loop nest: parallel (co_o, ci_o) > oh_o (pixel chunk, reduction) > kh > kw > n, oh_i, ow (reduction) > tile
+Each task owns a block of dw and streams the pixels; the accumulators are stored once per chunk of rows
+(rows_per_pass; the whole image by default: dw is finished in registers).
+"""
+from convsched.schedule import divisors
+
+LAYER = "conv2d_weight_grad"
+
+
+def _vec(c, target):
+    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
+    return max(divisors(c, target.lanes("float32")))
+
+
+def _co_tiles(layer, target):
+    v = _vec(layer.forward.cout, target)
+    return [t for t in divisors(layer.forward.cout, 4 * v) if t % v == 0]
+
+
+KNOBS = {
+    "co_tile": _co_tiles,                                                       # output channels (vectors)
+    "ci_tile": lambda layer, target: divisors(layer.forward.cin_per_group, 16),  # input channels (broadcasts)
+    "kw_in_tile": [False, True],
+    "rows_per_pass": lambda layer, target: divisors(layer.forward.oh),
+    "pad_at": ["root", "inline"],
+}
+
+
+def _regs(layer, target, co_tile, ci_tile, kw_in_tile):
+    vecs = co_tile // _vec(layer.forward.cout, target)
+    taps = layer.forward.kw if kw_in_tile else 1
+    return taps * ci_tile * vecs + vecs + 1
+
+
+def constraint(layer, target, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at):
+    need = _regs(layer, target, co_tile, ci_tile, kw_in_tile)
+    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+
+
+def defaults(layer, target):
+    f = layer.forward
+    v = _vec(f.cout, target)
+    regs = target.num_vector_registers
+    kw_in = f.cin_per_group < 4                  # depthwise: a row of taps shares the dy loads
+    best = None
+    for co in _co_tiles(layer, target):
+        for ci in divisors(f.cin_per_group, 16):
+            if _regs(layer, target, co, ci, kw_in) > regs:
+                continue
+            vecs, taps = co // v, (f.kw if kw_in else 1)
+            acc = taps * ci * vecs
+            score = (min(acc, 16), -(vecs + taps * ci) / acc, -abs(vecs - 2))   # >= 16 chains, few loads per FMA
+            if best is None or score > best[0]:
+                best = (score, co, ci)
+    _, co, ci = best
+    # enough tasks for the cores: shrink the channel tile until (cout/co) * (cpg/ci) covers them
+    return {"co_tile": co, "ci_tile": ci, "kw_in_tile": kw_in, "rows_per_pass": f.oh,
+            "pad_at": "root" if any(f.pads) else "inline"}
+
+
+def schedule(s, layer, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at):
+    v = _vec(layer.forward.cout, s.target)
+    dw = s["dw"]
+    co_o, co_i = dw.split("co", co_tile)
+    ci_o, ci_i = dw.split("ci", ci_tile)
+    oh_o, oh_i = dw.split("oh", rows_per_pass)
+    inner = [co_i] if co_tile == v else list(dw.split(co_i, v, names=("co_v", "co_l")))
+    if kw_in_tile:
+        dw.reorder(co_o, ci_o, oh_o, "kh", "n", oh_i, "ow", "kw", ci_i, *inner)
+        unrolled = ["kw", ci_i, *inner[:-1]]
+    else:
+        dw.reorder(co_o, ci_o, oh_o, "kh", "kw", "n", oh_i, "ow", ci_i, *inner)
+        unrolled = [ci_i, *inner[:-1]]
+    dw.parallel(dw.fuse(co_o, ci_o))
+    dw.vectorize(inner[-1])
+    for axis in unrolled:
+        dw.unroll(axis)
+    pad = s["pad"]
+    if pad_at == "inline":
+        pad.compute_inline()
+    else:
+        pad.parallel(pad.fuse("n", "h"))
+    dw.decompose_reduction(oh_o)
