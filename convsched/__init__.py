@@ -19,6 +19,7 @@ _LAZY = {
     "tune": ("convsched.tune", "tune"),          # cs.tune(layer, trials=...) -> best record
     "load": ("convsched.export", "load"),        # cs.load(dir) -> Kernel from an exported directory
     "graph": ("convsched.graph", None),          # cs.graph.Graph
+    "backprop": ("convsched.backprop", None),    # cs.backprop.compile_backward(layer): forward + gradient kernels
 }
 
 
@@ -30,5 +31,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'convsched' has no attribute {name!r}")
 
 
-__all__ = ["bits", "layers", "schedule", "target", "compile", "load", "tune", "graph", "Kernel", "Timing", "aligned", "aligned_empty",
+__all__ = ["bits", "layers", "schedule", "target", "compile", "load", "tune", "graph", "backprop", "Kernel", "Timing", "aligned", "aligned_empty",
            "ConvschedError", "ScheduleError", "KnobError", "TargetError", "BuildError", "__version__"]

@@ -128,7 +128,7 @@ class GaussianPool2d(CustomLayer):
             for b in range(self.k):
                 win = xp[:, a: a + s * (self.oh - 1) + 1: s, b: b + s * (self.ow - 1) + 1: s]
                 out += win[:, :, :, None, :] * (g[:, a] * g[:, b])[None, None, None, :, None]
-        return out.reshape(self.n, self.oh, self.ow, self.m * self.c).astype(np.float32)
+        return out.reshape(self.n, self.oh, self.ow, self.m * self.c).astype(out_dtype(x))      # float64 in: float64 out (gradient checks)
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,8 @@ class GaussianPool2dGrad(CustomGrad):
     Output: dx (n, h, w, c).
     Algorithms and stages:
       direct:    "weights" (j, a, b: the 2-D kernels), "dx" (spatial n, h, w, ch; reduction j, rh, rw)
-      separable: "cols" the transposed column pass for every input row (spatial n, h, ow, co; reduction rh),
+      separable: "pad" dy zero-padded by the candidate windows outside it (padding(): before, after),
+                 "cols" the transposed column pass for every input row (spatial n, h, ow (padded), co; reduction rh),
                  "dx" the transposed row pass (spatial n, h, w, ch; reduction j, rw)
     """
 
@@ -319,16 +320,33 @@ class GaussianPool2dGrad(CustomGrad):
                               axis=[j, rh, rw])
             return te.compute((f.n, f.h, f.w, C), body, name="dx")
 
-        def col(n, h, ow, co):
-            oh, a, ok = window(h, rh, f.oh)
-            return te.sum(expr.Select(ok, dy[n, oh, ow, co] * taps[co // C, a], zero), axis=rh)
+        # separable: dy zero-padded by the candidate windows that fall outside it, so that the column pass
+        # reads it with plain affine indices (with clamped indices, TVM computed the wrong region of "cols"
+        # under the row tile: the edge columns were lost)
+        (bh, ah), (bw, aw) = self.padding(f.h, f.oh), self.padding(f.w, f.ow)
+        OHp, OWp = bh + f.oh + ah, bw + f.ow + aw
+        dyp = te.compute((f.n, OHp, OWp, f.m * C), lambda n, i, jj, co: expr.if_then_else(
+            expr.all(i >= bh, i < bh + f.oh, jj >= bw, jj < bw + f.ow), dy[n, i - bh, jj - bw, co], zero), name="pad")
 
-        cols = te.compute((f.n, f.h, f.ow, f.m * C), col, name="cols")
+        def tap(i, r):                        # (row of the padded grid, tap clamped for the load, tap inside k)
+            t = (i + p) % s + r * s
+            return (i + p) // s - r, expr.min(t, K - 1), t < K
+
+        def col(n, h, jj, co):
+            o, a, ok = tap(h, rh)
+            return te.sum(expr.Select(ok, dyp[n, o + bh, jj, co] * taps[co // C, a], zero), axis=rh)
+
+        cols = te.compute((f.n, f.h, OWp, f.m * C), col, name="cols")
 
         def body(n, h, w, ch):
-            ow, b, ok = window(w, rw, f.ow)
-            return te.sum(expr.Select(ok, cols[n, h, ow, j * C + ch] * taps[j, b], zero), axis=[j, rw])
+            o, b, ok = tap(w, rw)
+            return te.sum(expr.Select(ok, cols[n, h, o + bw, j * C + ch] * taps[j, b], zero), axis=[j, rw])
         return te.compute((f.n, f.h, f.w, C), body, name="dx")
+
+    def padding(self, size: int, size_out: int) -> tuple:
+        """(before, after): the candidate windows of positions 0..size-1 that lie outside 0..size_out-1."""
+        f = self.forward
+        return self.candidates - 1 - f.pad // f.stride, max(0, (size - 1 + f.pad) // f.stride - (size_out - 1))
 
     def reference(self, dy, taps=None):
         """The definition, scattered tap by tap in float64 (the kernel gathers)."""

@@ -14,7 +14,9 @@ Loop orders (outer to inner):
   "row"  parallel (n, h_o) > ci_o > w_o > [partial] > [lane sums]
 The lane sums cost ~pixels*ci_tile*16 scalar adds per tile: small against kh*kw*cout/16 steps of the tile
 when cout is large (the case this template is for), not when it is 64.
-Stride > 1: phases as in conv2d_data_grad/nhwc.py (one copy of the nest per pixel phase; taps fold).
+Stride > 1 is correct (the tap tests of the declaration) but not fast here: "partial" is computed for a
+rectangle of pixels, and splitting it into pixel phases (as conv2d_data_grad/nhwc.py does) leaves TVM a
+strided region it refuses to vectorize; use the nhwc template for strided layers.
 """
 from convsched.schedule import divisors
 
@@ -33,7 +35,6 @@ KNOBS = {
     "ow_tile": lambda layer, target: list(range(1, min(layer.forward.w, 8) + 1)),
     "oh_tile": lambda layer, target: list(range(1, min(layer.forward.h, 4) + 1)),
     "order": ["ci", "row"],
-    "phases": lambda layer, target: [False, True] if max(layer.forward.strides) > 1 else [False],
 }
 
 
@@ -44,18 +45,17 @@ def _regs(target, ci_tile, ow_tile, oh_tile):
     return per * (px * ci_tile + min(px, ci_tile) + 1)
 
 
-def constraint(layer, target, ci_tile, ow_tile, oh_tile, order, phases):
+def constraint(layer, target, ci_tile, ow_tile, oh_tile, order):
     need = _regs(target, ci_tile, ow_tile, oh_tile)
     return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
 
 
 def defaults(layer, target):
     f = layer.forward
-    sh, sw = f.strides
     best = None
     for ci in divisors(f.cin, 8):
-        for ow in divisors(f.w // sw if f.w % sw == 0 else f.w, 8):
-            for oh in divisors(f.h // sh if f.h % sh == 0 else f.h, 4):
+        for ow in divisors(f.w, 8):
+            for oh in divisors(f.h, 4):
                 if _regs(target, ci, ow, oh) > target.num_vector_registers:
                     continue
                 px = ow * oh
@@ -63,29 +63,21 @@ def defaults(layer, target):
                 if best is None or score > best[0]:
                     best = (score, ci, ow, oh)
     _, ci, ow, oh = best
-    return {"ci_tile": ci, "ow_tile": ow, "oh_tile": oh, "order": "ci", "phases": max(sh, sw) > 1}
+    return {"ci_tile": ci, "ow_tile": ow, "oh_tile": oh, "order": "ci"}
 
 
-def schedule(s, layer, ci_tile, ow_tile, oh_tile, order, phases):
-    sh, sw = layer.forward.strides
+def schedule(s, layer, ci_tile, ow_tile, oh_tile, order):
     dx = s["dx"]
     ci_o, ci_i = dx.split("ci", ci_tile)
-    h, w, ph_h, ph_w = "h", "w", [], []
-    if phases:
-        h, hp = dx.split("h", factors=[None, sh], names=("h_q", "h_ph"))
-        w, wp = dx.split("w", factors=[None, sw], names=("w_q", "w_ph"))
-        ph_h, ph_w = [hp], [wp]
-    h_o, h_i = dx.split(h, oh_tile, names=("h_o", "h_i"))
-    w_o, w_i = dx.split(w, ow_tile, names=("w_o", "w_i"))
+    h_o, h_i = dx.split("h", oh_tile)
+    w_o, w_i = dx.split("w", ow_tile)
     if order == "ci":
-        dx.reorder("n", ci_o, h_o, *ph_h, *ph_w, w_o, h_i, w_i, ci_i, "lane")
+        dx.reorder("n", ci_o, h_o, w_o, h_i, w_i, ci_i, "lane")
         outer = dx.fuse("n", ci_o)
     else:
-        dx.reorder("n", h_o, *ph_h, ci_o, *ph_w, w_o, h_i, w_i, ci_i, "lane")
+        dx.reorder("n", h_o, ci_o, w_o, h_i, w_i, ci_i, "lane")
         outer = dx.fuse("n", h_o)
     dx.parallel(outer)
-    for axis in ph_h + ph_w:
-        dx.unroll(axis)
     part = s["partial"]
     part.compute_at(dx, w_o)
     ax = part.axes

@@ -132,7 +132,27 @@ class Backward:
 @dataclass(frozen=True)
 class NestedLayer(Layer):
     """Base of a layer whose parameters include another layer (a gradient layer's `forward`): its geometry
-    is that layer's, and its workload key nests that layer's own key (so Conv2d's key rules carry over)."""
+    is that layer's, and its workload key nests that layer's own key (so Conv2d's key rules carry over).
+
+    params() gives a nested layer as {"class": name, "params": its params()} (plain data, e.g. in an exported
+    kernel's manifest), and the constructor accepts that form back for layers of convsched.layers."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, dict) and "class" in v:
+                object.__setattr__(self, f.name, _rebuild(v))
+        more = getattr(super(), "__post_init__", None)       # e.g. CustomLayer's template registration
+        if more is not None:
+            more()
+
+    def params(self) -> dict:
+        return {f.name: _as_data(getattr(self, f.name)) for f in fields(self)}
+
+    def __str__(self) -> str:
+        args = ", ".join(str(v) if isinstance(v, Layer) else f"{f.name}={v!r}"
+                         for f in fields(self) for v in [getattr(self, f.name)])
+        return f"{type(self).__name__}({args})"
 
     @property
     def workload_key(self) -> str:
@@ -141,6 +161,18 @@ class NestedLayer(Layer):
             v = getattr(self, f.name)
             d[f.name] = json.loads(v.workload_key) if isinstance(v, Layer) else v
         return json.dumps({"layer": self.KIND, **d}, sort_keys=True, separators=(",", ":"))
+
+
+def _as_data(v):
+    return {"class": type(v).__name__, "params": v.params()} if isinstance(v, Layer) else v
+
+
+def _rebuild(d: dict) -> Layer:
+    from ... import layers
+    cls = getattr(layers, d["class"], None)
+    if cls is None:
+        raise ValueError(f"cannot rebuild a {d['class']}: convsched.layers has no such layer")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["params"].items()})
 
 
 def out_dtype(*arrays):

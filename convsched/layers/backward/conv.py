@@ -74,6 +74,7 @@ class Conv2dDataGrad(NestedLayer):
     ALGORITHMS: ClassVar[tuple] = ("direct", "dot", "winograd2x2")
 
     def __post_init__(self):
+        super().__post_init__()
         _check_conv(self, self.forward)
 
     def equivalent_conv(self) -> Conv2d | None:
@@ -237,6 +238,7 @@ class Conv2dWeightGrad(NestedLayer):
     KIND: ClassVar[str] = "conv2d_weight_grad"
 
     def __post_init__(self):
+        super().__post_init__()
         _check_conv(self, self.forward)
 
     def input_specs(self):

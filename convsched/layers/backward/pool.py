@@ -42,6 +42,7 @@ class Pool2dArgmax(NestedLayer):
     flops_per_op: ClassVar[int] = 1
 
     def __post_init__(self):
+        super().__post_init__()
         if not isinstance(self.pool, Pool2d) or self.pool.kind != "max":
             raise ValueError(f"Pool2dArgmax: pool must be a Pool2d(kind='max'), got {self.pool!r}")
 
@@ -136,6 +137,7 @@ class Pool2dGrad(NestedLayer):
     flops_per_op: ClassVar[int] = 1
 
     def __post_init__(self):
+        super().__post_init__()
         if not isinstance(self.forward, Pool2d):
             raise ValueError(f"Pool2dGrad: forward must be a Pool2d, got {self.forward!r}")
 
@@ -252,6 +254,7 @@ class GlobalAvgPool2dGrad(NestedLayer):
     flops_per_op: ClassVar[int] = 1
 
     def __post_init__(self):
+        super().__post_init__()
         if not isinstance(self.forward, GlobalAvgPool2d):
             raise ValueError(f"GlobalAvgPool2dGrad: forward must be a GlobalAvgPool2d, got {self.forward!r}")
 

@@ -54,4 +54,5 @@ def schedule(s, layer, row_tile, w_tile):
     cols.vectorize(co_l)
     cols.unroll(rh)
     cols.decompose_reduction(rh)
+    s["pad"].compute_inline()                 # bounds tests on the loads of dy (one column pass per row)
     dx.decompose_reduction("j")
