@@ -6,6 +6,7 @@ strided. Outputs are allocated aligned.
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ ALIGN = 64
 
 def aligned_empty(shape, dtype, align: int = ALIGN) -> np.ndarray:
     dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    nbytes = math.prod(shape) * dt.itemsize         # not np.prod: 2.5 us of every kernel call (Xeon, 2026)
     raw = np.empty(nbytes + align, dtype=np.uint8)
     off = (-raw.ctypes.data) % align
     return raw[off: off + nbytes].view(dt).reshape(shape)
