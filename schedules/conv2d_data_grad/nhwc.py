@@ -22,7 +22,9 @@ from convsched.schedule import divisors
 
 LAYER = "conv2d_data_grad"
 
-L2_WEIGHT_BYTES = 256 * 1024      # weights that fit a core's L2 with room for dy rows: "row" order
+# weights below this fit a core's L2 with room for dy rows: "row" order (56->28 s2, 295 KB: row 0.59 ms, ci
+# 0.66 ms); at and above it "ci" with wt per block (14->7 1x1 s2, 512 KB: ci 0.11 ms, row 0.19 ms)
+L2_WEIGHT_BYTES = 512 * 1024
 
 
 def _vec(c, target):
@@ -42,8 +44,11 @@ def _co_tiles(layer, target):
 
 KNOBS = {
     "ci_tile": _ci_tiles,                                              # input channels per register tile
-    "ow_tile": lambda layer, target: divisors(layer.forward.w, 14),    # pixels along w per register tile
-    "oh_tile": lambda layer, target: divisors(layer.forward.h, 4),     # rows per register tile
+    # pixels along w and rows per register tile: divisors of the image or of one pixel phase (stride > 1)
+    "ow_tile": lambda layer, target: sorted({*divisors(layer.forward.w, 14), *divisors(_grid(layer, True)[1], 14)}),
+    # rows need not divide (TVM predicates the last row tile) so that 7-row grids can have 14-pixel tiles; measured
+    # no gain (7x7 512: 1.86 vs 1.76 ms; 14->7 3x3 s2 with phases 1.79 vs 0.90 ms), so defaults take divisors
+    "oh_tile": lambda layer, target: list(range(1, min(4, layer.forward.h) + 1)),
     "co_tile": _co_tiles,                                              # output channels per pass (reduction)
     "order": ["row", "ci"],
     "wt_at": ["root", "block"],
@@ -67,24 +72,43 @@ def constraint(layer, target, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, 
     return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
 
 
+def _grid(layer, phases):
+    """Rows and columns of pixels a tile is cut from: the image, or with phases one phase's share of it."""
+    f = layer.forward
+    if not phases:
+        return f.h, f.w
+    return -(-f.h // f.strides[0]), -(-f.w // f.strides[1])
+
+
 def defaults(layer, target):
+    """The register tile with the most accumulators the registers allow (at most regs - 4: 28 of 32 zmm, 12 of
+    16 ymm), then the most FMAs per load, then wide rows; pixel tiles that divide the (phase) grid.
+    Measured 1 thread (Xeon, rocketlake, AVX-512, 2026-12-02, shared machine): 56x56 64->64: ci 32 x 14 px
+    (28 accumulators) 1.27 ms vs 8 px 1.65 ms; 56->28 s2 with phases: 0.59-0.61 ms for 14, 2x4 and 7x2 px
+    tiles vs 1.04 ms without phases at 2x4; deep layers ("ci" order, wt per block): 14->7 s2 0.90 ms."""
     f = layer.forward
     v = _vec(f.cin, target)
-    (sh, sw) = f.strides
+    phases = max(f.strides) > 1
+    rows, cols = _grid(layer, phases)
     regs = target.num_vector_registers
-    ci = max(t for t in _ci_tiles(layer, target) if t <= 2 * v)
-    vecs = ci // v
-    # pixels per tile: multiples of the stride (the tap tests fold), as many as the registers allow
-    ows = [o for o in divisors(f.w, 8) if o % sw == 0 and _regs(layer, target, ci, o, 1) <= regs] or [1]
-    ohs = [o for o in divisors(f.h, 4) if o % sh == 0] or [1]
-    ow = max(ows)
-    oh = max(o for o in ohs if (o * ow + 1) * vecs + 1 <= regs) if any((o * ow + 1) * vecs + 1 <= regs for o in ohs) else 1
+    best = None
+    for ci in _ci_tiles(layer, target):
+        vecs = ci // v
+        for ow in divisors(cols, 14):
+            for oh in divisors(rows, 4):
+                if _regs(layer, target, ci, ow, oh) > regs:
+                    continue
+                px = ow * oh
+                acc = px * vecs
+                score = (min(acc, regs - 4), round(acc / (px + vecs), 2), ow)
+                if best is None or score > best[0]:
+                    best = (score, ci, ow, oh)
+    _, ci, ow, oh = best
     weight_bytes = f.kh * f.kw * f.cin_per_group * f.cout * 4
-    deep = weight_bytes > L2_WEIGHT_BYTES
+    deep = weight_bytes >= L2_WEIGHT_BYTES
     co = max(c for c in _co_tiles(layer, target) if c <= 64)
     return {"ci_tile": ci, "ow_tile": ow, "oh_tile": oh, "co_tile": co, "order": "ci" if deep else "row",
-            "wt_at": "block" if deep else "root", "pad_at": "root", "unroll_taps": max(sh, sw) > 1,
-            "phases": max(sh, sw) > 1}
+            "wt_at": "block" if deep else "root", "pad_at": "root", "unroll_taps": phases, "phases": phases}
 
 
 def schedule(s, layer, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, pad_at, unroll_taps, phases):
@@ -120,6 +144,12 @@ def schedule(s, layer, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, pad_at,
         wt.compute_at(dx, co_o)
     else:
         wt.parallel(wt.fuse("kh", "kw"))
+    # the transposition reads w with a stride of cout floats per input channel: gather a vector of input
+    # channels per load (LLVM: one insert per lane) and store it whole; scalar copies cost ~1 ns an element,
+    # as much as the convolution itself on 256-512 channels (14->7 s2: 1.2 of 1.8 ms)
+    ci_ax = wt.axes[-1]
+    _, wt_v = wt.split(ci_ax, min(v, ci_tile) if wt_at == "block" else v, names=("wt_o", "wt_v"))
+    wt.vectorize(wt_v)
     pad = s["pad"]
     if pad_at == "inline":
         pad.compute_inline()

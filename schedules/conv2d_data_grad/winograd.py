@@ -2,12 +2,13 @@
 
 With stride 1 and groups 1, dx is a forward convolution of dy with the flipped, transposed weights
 (Conv2dDataGrad.equivalent_conv()), and the layer's "winograd2x2" declaration is that conv's Winograd
-declaration (same stages: pad, wino_u, wino_v, wino_m, conv) whose weight transform reads w flipped and
-transposed, so no transposed copy of the weights is made: the transform that Winograd computes every call
-anyway absorbs it. Knobs, defaults, constraint and schedule are the forward template's, on that conv.
+declaration (same stages: pad, wino_u, wino_v, wino_m, conv) on the flipped, transposed weights "wt". Knobs,
+defaults, constraint and schedule are the forward template's, on that conv; this file adds the schedule of
+"wt": a parallel pass over the taps, 16 rows of w (a vector of its output channels) at a time, so the rows
+stay in L1 while their columns are read (the vector is gathered with one insert per lane).
 (A tuning record keeps this file's hash: after editing the forward template, re-tune these layers too.)
 """
-from convsched.schedule import get_template
+from convsched.schedule import divisors, get_template
 
 LAYER = "conv2d_data_grad"
 ALGORITHM = "winograd2x2"
@@ -42,3 +43,9 @@ def constraint(layer, target, **knobs):
 
 def schedule(s, layer, **knobs):
     _forward().ns["schedule"](s, layer.equivalent_conv(), **knobs)
+    v = max(divisors(layer.forward.cin, s.target.lanes("float32")))
+    wt = s["wt"]
+    o_o, o_v = wt.split("o", v)
+    wt.reorder("i", "j", o_o, "c", o_v)
+    wt.parallel(wt.fuse("i", "j"))
+    wt.vectorize(o_v)
