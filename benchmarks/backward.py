@@ -19,8 +19,11 @@ default knobs (the template is named; no tuning). Every result is checked agains
 
 Timing (a shared machine): each thread count runs in its own process pinned with taskset (1 thread: one
 core; 2: two), thread pools sized before they start. Per row, convsched and PyTorch alternate for `rounds`
-rounds (default 5); each round keeps the minimum over many calls; a row reports the fastest round of each
-(the least disturbed sample) and the spread of the per-round ratios (min..max). JSON: bench_out/backward.json.
+rounds (default 5); each round keeps the minimum over many calls (with 2 threads after a 0.2 s pause, so
+that the other library's idle workers have stopped spinning); a row reports the fastest round of each (the
+least disturbed sample) and the spread of the per-round ratios (min..max). Times are whole calls from Python,
+as a user makes them: for the smallest kernels (bias, global average pooling: a few us) convsched's call
+(argument checks, output allocation: ~5 us) is most of it. JSON: bench_out/backward.json.
 """
 from __future__ import annotations
 
@@ -220,6 +223,7 @@ def worker(threads: int, patterns, rounds: int, quick: bool) -> dict:
     torch.set_num_threads(threads)
     log = lambda *a: print(*a, flush=True)                       # noqa: E731  progress lines for the parent
     timing = dict(min_calls=5, min_seconds=0.05) if quick else dict(min_calls=10, min_seconds=0.15)
+    settle = 0.0 if threads == 1 else 0.2
     rows = []
     for name, group, build in rows_spec():
         if patterns and not any(p in name for p in patterns):
@@ -242,6 +246,9 @@ def worker(threads: int, patterns, rounds: int, quick: bool) -> dict:
         per_round = {k: [] for k in runs}
         for _ in range(1 if quick else rounds):
             for key, fn in runs.items():                         # alternate: a burst of load hits every entry
+                # let the other library's idle workers stop spinning first: right after TVM's first parallel
+                # calls, PyTorch's two OpenMP threads ran 100x slower for a few hundred ms (2 threads, 2 cores)
+                time.sleep(settle)
                 per_round[key].append(best_time_ms(fn, **timing))
         for key, ms in per_round.items():
             (row["ours"] if key.startswith("ours:") else row["peers"])[key.split(":", 1)[-1]] = ms

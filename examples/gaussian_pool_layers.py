@@ -194,12 +194,9 @@ class StochasticPool2d(CustomLayer):
         return (1e-5, 1e-6)
 
     def compute(self, te, expr, x, u=None):
-        K, Q = self.k, self.k * self.k
+        Q = self.k * self.k
         zero = expr.const(0.0, "float32")
-        act = te.compute(x.shape, lambda n, h, w, c: expr.max(x[n, h, w, c], zero), name="act")
-
-        def a(n, oh, ow, c, q):
-            return act[n, oh * K + q // K, ow * K + q % K, c]
+        a = self._activations(te, expr, x)
 
         shape = (self.n, self.oh, self.ow, self.c)
         cum = self._cumulative(te, expr, a)
@@ -212,6 +209,21 @@ class StochasticPool2d(CustomLayer):
                         name="pool")
         return te.compute(shape, lambda n, oh, ow, c: expr.if_then_else(
             cum[n, oh, ow, Q - 1, c] > zero, sq[n, oh, ow, c] / cum[n, oh, ow, Q - 1, c], zero), name="out")
+
+    def _activations(self, te, expr, x):
+        """Stage "act" = max(x, 0); returns a(n, oh, ow, c, q): window (oh, ow)'s q-th activation, row-major."""
+        K = self.k
+        act = te.compute(x.shape, lambda n, h, w, c: expr.max(x[n, h, w, c], expr.const(0.0, "float32")),
+                         name="act")
+        return lambda n, oh, ow, c, q: act[n, oh * K + q // K, ow * K + q % K, c]
+
+    def _windows(self, x):
+        """numpy: (the windows' activations (n, oh, ow, c, k*k), their float32 prefix sums)."""
+        K = self.k
+        a = np.maximum(x[:, :self.oh * K, :self.ow * K], 0).astype(np.float32)
+        win = a.reshape(self.n, self.oh, K, self.ow, K, self.c).transpose(0, 1, 3, 5, 2, 4)
+        win = win.reshape(self.n, self.oh, self.ow, self.c, K * K)
+        return win, np.cumsum(win, axis=-1, dtype=np.float32)     # sequential float32 sums, like the kernel
 
     def _cumulative(self, te, expr, a):
         """Stage "cum": the prefix sums cum_q of every window (a(n, oh, ow, c, q) = its q-th activation)."""
@@ -235,11 +247,7 @@ class StochasticPool2d(CustomLayer):
         return StochasticPool2dSampled(**self.params())
 
     def reference(self, x, u=None):
-        K = self.k
-        a = np.maximum(x[:, :self.oh * K, :self.ow * K], 0).astype(np.float32)
-        win = a.reshape(self.n, self.oh, K, self.ow, K, self.c).transpose(0, 1, 3, 5, 2, 4)
-        win = win.reshape(self.n, self.oh, self.ow, self.c, K * K)
-        cum = np.cumsum(win, axis=-1, dtype=np.float32)     # sequential float32 sums, like the kernel
+        win, cum = self._windows(x)
         S = cum[..., -1]
         if self.mode == "test":
             sq = (win.astype(np.float64) ** 2).sum(-1)
@@ -381,12 +389,9 @@ class StochasticPool2dSampled(StochasticPool2d):
         super().__post_init__()
 
     def compute(self, te, expr, x, u=None):
-        K, Q = self.k, self.k * self.k
+        Q = self.k * self.k
         zero = expr.const(0.0, "float32")
-        act = te.compute(x.shape, lambda n, h, w, c: expr.max(x[n, h, w, c], zero), name="act")
-
-        def a(n, oh, ow, c, q):
-            return act[n, oh * K + q // K, ow * K + q % K, c]
+        a = self._activations(te, expr, x)
 
         cum = self._cumulative(te, expr, a)
         q = te.reduce_axis((0, Q), "q")
@@ -402,11 +407,7 @@ class StochasticPool2dSampled(StochasticPool2d):
         return [y, pos]
 
     def reference(self, x, u=None):
-        K = self.k
-        a = np.maximum(x[:, :self.oh * K, :self.ow * K], 0).astype(np.float32)
-        win = a.reshape(self.n, self.oh, K, self.ow, K, self.c).transpose(0, 1, 3, 5, 2, 4)
-        win = win.reshape(self.n, self.oh, self.ow, self.c, K * K)
-        cum = np.cumsum(win, axis=-1, dtype=np.float32)
+        win, cum = self._windows(x)
         t = (u * cum[..., -1]).astype(np.float32)
         above = cum > t[..., None]
         pos = np.where(above.any(-1), np.argmax(above, axis=-1), -1)

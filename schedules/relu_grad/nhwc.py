@@ -1,36 +1,29 @@
-"""ReLU gradient (dx = dy where y > 0), NHWC: one stream over (w, c) per image row, rows in parallel.
+"""ReLU gradient (dx = dy where y > 0), NHWC: relu/nhwc's loop nest, reused as it is.
 
-Memory-bound (two loads, a compare and a blend, one store per element): the flat (w, c) row is split into
-vectors of the target's lanes (or a divisor of the row below them), `unroll` of them per loop iteration.
+Both are one streaming pass over n*h*w*c elements of the same shape (relu_grad reads two arrays instead of one):
+the ReLU template schedules the last stage of the layer it is given, here "dx", with the forward ReLU's geometry.
 """
-from convsched.schedule import divisors
+from convsched.schedule import get_template
 
 LAYER = "relu_grad"
+FORWARD = "relu/nhwc"
 
 
-def _vec(n, target):
-    """The target's float32 lanes, or the largest divisor of n below them: no shape is refused."""
-    return max(divisors(n, target.lanes("float32")))
+def _forward():
+    return get_template(FORWARD)
 
 
-KNOBS = {"unroll": [1, 2, 4, 8]}
-
-
-def constraint(layer, target, unroll):
-    row = layer.forward.w * layer.forward.c
-    return row % (_vec(row, target) * unroll) == 0 or f"{unroll} vectors do not divide a {row}-float row"
+KNOBS = {name: (lambda name: lambda layer, target: _forward().knob_space(layer.forward, target)[name])(name)
+         for name in _forward().ns["KNOBS"]}
 
 
 def defaults(layer, target):
-    row = layer.forward.w * layer.forward.c
-    return {"unroll": max(u for u in KNOBS["unroll"] if row % (_vec(row, target) * u) == 0)}
+    return _forward().defaults(layer.forward, target)
 
 
-def schedule(s, layer, unroll):
-    v = _vec(layer.forward.w * layer.forward.c, s.target)
-    st = s[s.stages[-1]]
-    flat = st.fuse("w", "c", name="wc")
-    _, u, lanes = st.split(flat, factors=[None, unroll, v], names=("wc_o", "wc_u", "wc_v"))
-    st.parallel(st.fuse("n", "h"))
-    st.unroll(u)
-    st.vectorize(lanes)
+def constraint(layer, target, **knobs):
+    return _forward().constraint(layer.forward, target, knobs)
+
+
+def schedule(s, layer, **knobs):
+    _forward().ns["schedule"](s, layer.forward, **knobs)
