@@ -103,7 +103,7 @@ def part_torch(threads: int):
     tgt = cs.target.host()
     rows = []
     for layer in resnet18():
-        rec = cs.tune.database.best_record(layer, tgt)
+        rec = cs.records.best_record(layer, tgt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             k = cs.compile(layer)
