@@ -1,4 +1,4 @@
-"""Does an exported kernel run as fast from C as from Python? (issue 7)
+"""Does an exported kernel run as fast from C as from Python?
 
 Exports an fp32 conv (56x56, 64->64, 3x3) and a binary conv (32x32, 256->256, 3x3, bit-MACs) into one library
 with examples/c_loader/make_data.py --bench, builds the C loader, and times the same kernels four ways, all the

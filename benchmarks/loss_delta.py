@@ -9,7 +9,7 @@ example, ns per pixel bit (per example / (32*32*in)), ns per channel (per exampl
 n params is counted as the seed does: 9*in*out + 10*out for the global head, conv weights only (9*in*out) for
 the segmented head. Images are 32x32 random bits, 10 classes. Beside ours: the seed's best published number for
 that shape ("post", any implementation, AMD Threadripper 2950X, ns x threads) and the seed rebuilt on the
-project's machine kind ("here", 1 thread), from ../shared/data/seed000_tables.json, and the ratio
+project's machine kind ("here", 1 thread), from benchmarks/data/seed000_tables.json, and the ratio
 seed-best / ours (how many times faster we are than the best of the two).
 Our time is the whole call: packing, forward XOR-popcount conv, classify, numpy glue, delta kernel, FC
 deltas; the batch is summed (reduce="sum"), best of --repeat calls, divided by the batch size.
@@ -39,9 +39,7 @@ import numpy as np  # noqa: E402
 import convsched as cs  # noqa: E402
 
 warnings.filterwarnings("ignore", message="no tuning record")
-TABLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed000_tables.json"
-if not TABLES.exists():
-    TABLES = Path("/work/shared/data/seed000_tables.json")
+TABLES = Path(__file__).resolve().parent / "data" / "seed000_tables.json"    # the seed's published numbers
 
 GLOBAL_ROWS = [(32, o) for o in (8, 16, 32, 64, 128, 256)] + [(i, 32) for i in (8, 16, 64, 128, 256)] + \
               [(64, 64), (128, 128), (1024, 1024)]

@@ -151,7 +151,7 @@ def worker(threads: int, patterns, quick: bool) -> dict:
 
 COLUMNS = ["layer", "best template", "ms", "GFLOP/s", "% peak", "direct %", "x numpy", "x torch NCHW",
            "x torch CL", "x torch best"]
-DIRECT = "conv2d/nhwc_direct"      # the hand schedule of issue 2, whose % of peak is the goal (>= 70%)
+DIRECT = "conv2d/nhwc_direct"      # the hand schedule whose % of peak is the goal (>= 70%)
 
 
 def _direct_pct(r, peak):
