@@ -38,6 +38,9 @@ import numpy as np  # noqa: E402
 
 import convsched as cs  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import StdoutCopy, add_json_option, save_run  # noqa: E402
+
 warnings.filterwarnings("ignore", message="no tuning record")
 TABLES = Path(__file__).resolve().parent / "data" / "seed000_tables.json"    # the seed's published numbers
 
@@ -80,9 +83,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--json", help="also write the rows here")
+    add_json_option(ap)
     ap.add_argument("--profile", action="store_true", help="print the time of each part per row")
     args = ap.parse_args(argv)
+    printed = StdoutCopy()
     tables = json.loads(TABLES.read_text())
     host = cs.target.host()
     from convsched.backend.binary import bit_gemm_peak
@@ -130,8 +134,8 @@ def main(argv=None):
                         seed_post=post, seed_here=here, x_faster_than_seed_best=ratio,
                         goal_100x_ns_per_param=goal, floor_ns_per_param=floor, ceiling_gops=ceiling,
                         profile_ms_per_call=prof))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    save_run(args.json, "loss_delta", printed.text(), out,
+             notes="1 thread (TVM_NUM_THREADS=1); pin it to one core (taskset) for steady numbers")
     return out
 
 
