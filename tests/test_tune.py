@@ -298,3 +298,24 @@ def test_tuning_through_an_rpc_tracker_with_two_servers(tmp_path):
     time.sleep(0.5)
     alive = [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert not alive, f"processes left running: {alive}"
+
+
+def test_shipped_records_rebuild_their_workloads():
+    """Every shipped record's workload key is what today's layer class builds from it: a layer field added or
+    renamed would orphan the shipped records without a word, so it fails here instead."""
+    from convsched.layers import registry
+    logs = sorted((ROOT / "tuning_logs").glob("*.jsonl"))
+    assert logs, "no shipped tuning logs"
+    checked = set()
+    for log in logs:
+        for r in records.read(log):
+            if r["workload_key"] in checked:
+                continue
+            params = json.loads(r["workload_key"])
+            kind = params.pop("layer")
+            cls = registry.layer_class(r["layer"])
+            assert cls.KIND == kind
+            layer = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+            assert layer.workload_key == r["workload_key"], (log.name, r["layer"])
+            checked.add(r["workload_key"])
+    assert len(checked) >= 10
