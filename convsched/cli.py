@@ -187,7 +187,7 @@ def cmd_show(args):
 def _plot(recs, best, layer, out):
     import matplotlib           # optional (the tune extra), and slow to import: only for --plot
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # after use("Agg"): no display needed
     fig, ax = plt.subplots(figsize=(8, 5))
     for (wk, tk) in best:
         if layer is not None and wk != layer.workload_key:
