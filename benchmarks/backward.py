@@ -74,8 +74,6 @@ def _ours(layer, arrays):
     """{template: callable} for every template of the layer's kind that applies (default knobs)."""
     import convsched as cs
     host = cs.target.host()
-    if hasattr(type(layer), "register_templates"):
-        type(layer).register_templates()
     out = {}
     for name in cs.schedule.list_templates(layer.KIND):
         if cs.schedule.get_template(name).applies(layer, host) is True:

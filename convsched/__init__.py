@@ -5,31 +5,15 @@
     k = cs.compile(layer)                 # best tuning record, else the layer's default template
     y = k(x, w)                           # numpy in, numpy out
     print(k.schedule); print(k.benchmark())
+
+This module is the package's face: it re-exports, and nothing inside the package imports it.
 """
-from importlib import import_module
+from . import bits, export, graph, layers, records, schedule, target
+from .errors import BuildError, ConvschedError, ExportError, GraphError, KnobError, ScheduleError, TargetError
+from .kernel import Kernel, Timing, aligned, aligned_empty, compile, compile_backward, load, load_all
+from .tune import tune
+from .version import __version__
 
-from . import bits, layers, schedule, target
-from .errors import BuildError, ConvschedError, KnobError, ScheduleError, TargetError
-from .kernel import Kernel, Timing, aligned, aligned_empty, compile
-
-__version__ = "0.1.0"
-
-# Imported on first use: they pull in optional pieces (the tuner, exporting, graphs).
-_LAZY = {
-    "tune": ("convsched.tune", "tune"),          # cs.tune(layer, trials=...) -> best record
-    "load": ("convsched.export", "load"),        # cs.load(dir) -> Kernel from an exported directory
-    "graph": ("convsched.graph", None),          # cs.graph.Graph
-    "backprop": ("convsched.backprop", None),    # cs.backprop.compile_backward(layer): forward + gradient kernels
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        mod, attr = _LAZY[name]
-        m = import_module(mod)
-        return getattr(m, attr) if attr else m
-    raise AttributeError(f"module 'convsched' has no attribute {name!r}")
-
-
-__all__ = ["bits", "layers", "schedule", "target", "compile", "load", "tune", "graph", "backprop", "Kernel", "Timing", "aligned", "aligned_empty",
-           "ConvschedError", "ScheduleError", "KnobError", "TargetError", "BuildError", "__version__"]
+__all__ = ["bits", "layers", "schedule", "target", "graph", "export", "records", "compile", "compile_backward", "load",
+           "load_all", "tune", "Kernel", "Timing", "aligned", "aligned_empty", "ConvschedError", "ScheduleError",
+           "KnobError", "TargetError", "BuildError", "GraphError", "ExportError", "__version__"]

@@ -176,7 +176,7 @@ def main():
     err = gradient_check(small.backward(), {"x": x_small})
     print(f"finite differences (float64, all {x_small.size} inputs of {small}): max relative error {err['x']:.1e}")
     assert err["x"] < 1e-7
-    train = cs.backprop.compile_backward(layer)
+    train = cs.compile_backward(layer)
     x = cs.aligned(layer.random_inputs(0)[0])
     y = train.forward(x)
     dy = cs.aligned(np.random.default_rng(1).uniform(-1, 1, y.shape).astype(np.float32))

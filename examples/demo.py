@@ -45,10 +45,9 @@ if __name__ == "__main__":
     show("max pool 3x3/2, default schedule", pool, template=pool.default_template())
     print(f"conv, default schedule: {t.rate:.1f} GFLOP/s on {t.threads} threads = "
           f"{100 * t.rate / peak['total']:.0f}% of the measured fp32 peak ({t.pct_of_peak:.0f}% of the {host.mcpu} figure)")
-    from convsched.tune import database
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # records of since-edited templates are skipped quietly here
-        record = database.best_record(conv, host)
+        record = cs.records.best_record(conv, host)
     if record:
         print()
         tuned = show("conv 3x3, best shipped tuning record", conv)

@@ -15,7 +15,7 @@ SAMPLES = {
         L.Conv2d(h=8, w=8, cin=16, cout=32, layout="NCHW"),
         L.Conv2d(h=17, w=23, cin=5, cout=4, stride=2, pad=1, layout="NCHW", bias=True, act="relu"),
         L.Conv2d(h=10, w=10, cin=8, cout=8, groups=8, layout="NHWC"),
-        # conv family (issue 3): residual epilogue, Winograd-eligible odd sizes with batch > 1, depthwise with
+        # conv family: residual epilogue, Winograd-eligible odd sizes with batch > 1, depthwise with
         # stride 2 and an epilogue, the blocked NCHWc layout
         L.Conv2d(n=2, h=9, w=11, cin=8, cout=16, bias=True, residual=True, act="relu"),
         L.Conv2d(h=17, w=23, cin=16, cout=16, groups=16, stride=2, pad=1, bias=True, act="relu"),
@@ -80,7 +80,7 @@ def _fused_samples():
 
 SAMPLES["fused"] = _fused_samples()
 
-# Binary layers (issue 4): odd channel counts, odd sizes, stride 2, both pad values, both comparisons.
+# Binary layers: odd channel counts, odd sizes, stride 2, both pad values, both comparisons.
 SAMPLES["binary_conv2d"] = [
     L.BinaryConv2d(h=9, w=11, cin=65, cout=3, pad=1, pad_value=1),
     L.BinaryConv2d(h=10, w=7, cin=100, cout=65, stride=2, pad=1, output="mismatch"),
@@ -102,7 +102,7 @@ SAMPLES["loss_delta"] = [
     L.LossDelta(n=2, h=7, w=7, cin=5, cout=3, weights="ternary", head="segmented", segments=(2, 2), classes=3),
 ]
 
-# Backward layers (issue 17): overlapping windows with stride and padding, channel counts that are no multiple
+# Backward layers: overlapping windows with stride and padding, channel counts that are no multiple
 # of the vector width (templates shrink it), batch > 1, groups, depthwise, dilation, 1x1 stride 2.
 _P, _C, _G = L.Pool2d, L.Conv2d, L.GlobalAvgPool2d
 SAMPLES["pool2d_argmax"] = [L.Pool2dArgmax(_P(h=9, w=11, c=24, kind="max", k=3, stride=2, pad=1)),

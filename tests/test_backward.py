@@ -1,4 +1,4 @@
-"""Backward passes (issue 17): gradients against finite differences, kernels against the references on the host
+"""Backward passes: gradients against finite differences, kernels against the references on the host
 and on x86-64-v3, argument orders, the compiled pass end to end, max pooling's tie-breaking, the custom-layer hook
 (Gaussian and stochastic pooling), export and tuning of a backward layer.
 
@@ -81,8 +81,8 @@ def test_default_kernels_on_x86_64_v3(kind, idx):
                                             residual=True),
                                    L.PReLU(n=2, h=5, w=6, c=20)], ids=str)
 def test_compiled_backward_pass_matches_the_references(layer):
-    """cs.backprop: the training forward and every step compiled, run in order, against the numpy pass."""
-    train = cs.backprop.compile_backward(layer)
+    """cs.compile_backward: the training forward and every step compiled, run in order, against the numpy pass."""
+    train = cs.compile_backward(layer)
     inputs = named_inputs(layer, seed=3)
     y = train.forward(*inputs.values())
     y = y[0] if isinstance(y, tuple) else y
@@ -139,7 +139,7 @@ def test_max_pool_gradient_equals_pytorch_exactly_on_ties():
     pool = L.Pool2d(n=2, h=15, w=13, c=8, kind="max", k=3, stride=2, pad=1)
     x = np.random.default_rng(0).integers(-2, 3, (2, 15, 13, 8)).astype(np.float32)     # ties everywhere
     dy = np.random.default_rng(1).integers(-4, 5, (2, pool.oh, pool.ow, 8)).astype(np.float32)  # exact sums
-    train = cs.backprop.compile_backward(pool)
+    train = cs.compile_backward(pool)
     train.forward(x)
     dx = train.backward(dy)["x"]
     xt = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_()
@@ -163,7 +163,7 @@ def test_stochastic_pool_gradient_routes_dy_to_the_sampled_positions():
     assert type(bw.forward).__name__ == "StochasticPool2dSampled"
     assert [str(a) for a in bw.steps[0].args] == ["saved pos", "grad dy"]
     x, u = layer.random_inputs(7)
-    train = cs.backprop.compile_backward(layer)
+    train = cs.compile_backward(layer)
     y, pos = train.forward(x, u)
     np.testing.assert_array_equal(y, layer.reference(x, u))          # the same forward, plus the positions
     np.testing.assert_array_equal(pos, bw.forward.reference(x, u)[1])

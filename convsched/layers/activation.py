@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..backend import expr, te
 from .base import Declaration, Layer, TensorSpec, check_positive
 
 
@@ -27,6 +28,7 @@ class _Elementwise(Layer):
     flops_per_op: ClassVar[int] = 1
 
     def __post_init__(self):
+        super().__post_init__()
         check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c)
 
     @property
@@ -59,20 +61,15 @@ class ReLU(_Elementwise):
     def input_specs(self):
         return [TensorSpec("x", self.shape, "float32")]
 
-    def declare(self) -> Declaration:
-        from ..backend import expr, te
-        x = te.placeholder(self.shape, "float32", name="x")
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
+        args, fresh = self.arguments(inputs, prefix)
+        x = args["x"]
         y = te.compute(self.shape, lambda n, h, w, c: expr.max(x[n, h, w, c], expr.const(0.0, "float32")),
-                       name="relu")
-        return Declaration([x], [y])
+                       name=prefix + "relu")
+        return Declaration(fresh, [y])
 
     def reference(self, x):
         return np.maximum(x, 0).astype(x.dtype)
-
-    def backward(self):
-        """dx = ReLUGrad(saved y, grad dy): see layers/backward/activation.py."""
-        from .backward.activation import relu_backward
-        return relu_backward(self)
 
 
 @dataclass(frozen=True)
@@ -88,18 +85,12 @@ class PReLU(_Elementwise):
     def input_specs(self):
         return [TensorSpec("x", self.shape, "float32"), TensorSpec("slope", (self.c,), "float32")]
 
-    def declare(self) -> Declaration:
-        from ..backend import expr, te
-        x = te.placeholder(self.shape, "float32", name="x")
-        slope = te.placeholder((self.c,), "float32", name="slope")
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
+        args, fresh = self.arguments(inputs, prefix)
+        x, slope = args["x"], args["slope"]
         y = te.compute(self.shape, lambda n, h, w, c: expr.Select(x[n, h, w, c] > 0, x[n, h, w, c],
-                                                                   slope[c] * x[n, h, w, c]), name="prelu")
-        return Declaration([x, slope], [y])
+                                                                   slope[c] * x[n, h, w, c]), name=prefix + "prelu")
+        return Declaration(fresh, [y])
 
     def reference(self, x, slope):
         return np.where(x > 0, x, slope * x).astype(x.dtype)
-
-    def backward(self):
-        """(dx, dslope) = PReLUGrad(input x, input slope, grad dy): see layers/backward/activation.py."""
-        from .backward.activation import prelu_backward
-        return prelu_backward(self)

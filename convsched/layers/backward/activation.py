@@ -9,6 +9,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...backend import expr, te
+from .. import registry
 from ..activation import PReLU, ReLU
 from ..base import Declaration, TensorSpec
 from .base import Backward, NestedLayer, out_dtype, step
@@ -45,14 +47,12 @@ class ReLUGrad(NestedLayer):
     def tolerance(self):
         return (0.0, 0.0)
 
-    def declare(self) -> Declaration:
-        from ...backend import expr, te
-        shape = self.forward.shape
-        y = te.placeholder(shape, "float32", name="y")
-        dy = te.placeholder(shape, "float32", name="dy")
-        dx = te.compute(shape, lambda n, h, w, c: expr.Select(y[n, h, w, c] > 0, dy[n, h, w, c],
-                                                              expr.const(0.0, "float32")), name="dx")
-        return Declaration([y, dy], [dx])
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
+        args, fresh = self.arguments(inputs, prefix)
+        y, dy = args["y"], args["dy"]
+        dx = te.compute(self.forward.shape, lambda n, h, w, c: expr.Select(
+            y[n, h, w, c] > 0, dy[n, h, w, c], expr.const(0.0, "float32")), name=prefix + "dx")
+        return Declaration(fresh, [dx])
 
     def reference(self, y, dy):
         return np.where(y > 0, dy, 0).astype(out_dtype(dy))
@@ -99,22 +99,20 @@ class PReLUGrad(NestedLayer):
         f = self.forward
         return (1e-5, 2e-7 * (f.n * f.h * f.w) ** 0.5 + 1e-7 * f.w)
 
-    def declare(self) -> Declaration:
-        from ...backend import expr, te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         f = self.forward
         zero = expr.const(0.0, "float32")
-        x = te.placeholder(f.shape, "float32", name="x")
-        slope = te.placeholder((f.c,), "float32", name="slope")
-        dy = te.placeholder(f.shape, "float32", name="dy")
+        args, fresh = self.arguments(inputs, prefix)
+        x, slope, dy = args["x"], args["slope"], args["dy"]
         dx = te.compute(f.shape, lambda n, h, w, c: expr.Select(x[n, h, w, c] > 0, dy[n, h, w, c],
-                                                                slope[c] * dy[n, h, w, c]), name="dx")
+                                                                slope[c] * dy[n, h, w, c]), name=prefix + "dx")
         rw = te.reduce_axis((0, f.w), "w")
         rows = te.compute((f.n, f.h, f.c), lambda n, h, c: te.sum(expr.Select(
-            x[n, h, rw, c] > 0, zero, x[n, h, rw, c] * dy[n, h, rw, c]), axis=rw), name="rows")
+            x[n, h, rw, c] > 0, zero, x[n, h, rw, c] * dy[n, h, rw, c]), axis=rw), name=prefix + "rows")
         rn = te.reduce_axis((0, f.n), "rn")
         rh = te.reduce_axis((0, f.h), "rh")
-        dslope = te.compute((f.c,), lambda c: te.sum(rows[rn, rh, c], axis=[rn, rh]), name="dslope")
-        return Declaration([x, slope, dy], [dx, dslope])
+        dslope = te.compute((f.c,), lambda c: te.sum(rows[rn, rh, c], axis=[rn, rh]), name=prefix + "dslope")
+        return Declaration(fresh, [dx, dslope])
 
     def reference(self, x, slope, dy):
         dt = out_dtype(x, dy)
@@ -133,3 +131,7 @@ def prelu_backward(prelu: PReLU) -> Backward:
     """One kernel gives both gradients."""
     return Backward(prelu, (step("dx, dslope", PReLUGrad(prelu), "input:x", "input:slope", "grad:y",
                                  wrt="x, slope"),))
+
+
+registry.register_backward(ReLU, relu_backward)
+registry.register_backward(PReLU, prelu_backward)

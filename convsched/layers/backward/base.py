@@ -16,7 +16,7 @@ Every argument of a step is an Arg(source, name):
                        fused ReLU before the conv's own gradients)
 A step may give several gradients at once (PReLU: dx and dslope). A step with layer None passes its one argument through unchanged (the gradient of a residual input is the
 gradient that reaches the sum). Backward.run() evaluates the steps with any callable (the numpy references,
-or compiled kernels: convsched.backprop.compile_backward).
+or compiled kernels: cs.compile_backward, convsched/kernel/backprop.py).
 
 Gradients of windows that overlap (pooling, convolution) are written as gathers: every input position sums the
 windows that contain it (window_candidates below), the way a transposed convolution is written, so a kernel
@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import registry
 from ..base import Layer
 
 SOURCES = ("input", "saved", "grad", "step")
@@ -168,10 +169,7 @@ def _as_data(v):
 
 
 def _rebuild(d: dict) -> Layer:
-    from ... import layers
-    cls = getattr(layers, d["class"], None)
-    if cls is None:
-        raise ValueError(f"cannot rebuild a {d['class']}: convsched.layers has no such layer")
+    cls = registry.layer_class(d["class"])
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["params"].items()})
 
 

@@ -8,13 +8,18 @@ Stride, padding, dilation and groups (depthwise included) follow the forward Con
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 
+from ...backend import expr, te
+from .. import registry
+from ..activation import ReLU
 from ..base import Declaration, Layer, TensorSpec, check_positive
 from ..conv import Conv2d
+from ..winograd import winograd_conv
+from .activation import ReLUGrad
 from .base import Backward, NestedLayer, out_dtype, step
 
 
@@ -33,7 +38,6 @@ def _check_conv(layer, conv):
 
 def _core(conv: Conv2d) -> Conv2d:
     """The convolution alone (no bias, residual or activation): what the data and weight gradients differentiate."""
-    from dataclasses import replace
     return replace(conv, bias=False, act=None, residual=False)
 
 
@@ -133,32 +137,30 @@ class Conv2dDataGrad(NestedLayer):
         f = self.forward
         return (1e-4, 2e-6 * f.cout_per_group * f.kh * f.kw)
 
-    def declare(self, algorithm: str = "direct") -> Declaration:
-        from ...backend import expr, te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         ok = self.algorithm_applies(algorithm)
         if ok is not True:
             raise ValueError(f"Conv2dDataGrad: {ok} ({self.forward})")
         f = self.forward
+        args, fresh = self.arguments(inputs, prefix)
+        wgt, dy = args["w"], args["dy"]
         if algorithm == "winograd2x2":
             eq = self.equivalent_conv()
-            wgt = te.placeholder(self.input_specs()[0].shape, "float32", name="w")
-            dy = te.placeholder(self.input_specs()[1].shape, "float32", name="dy")
             # the equivalent conv's HWIO weights: flipped and transposed, written once per call by a stage of
             # its own (the forward's weight transform then reads them contiguously; reading w itself with a
             # stride of cout floats took 3 of 4.6 ms at 14x14x256)
             K1, K2 = f.kh - 1, f.kw - 1
-            wt = te.compute((f.kh, f.kw, f.cout, f.cin), lambda i, j, c, o: wgt[K1 - i, K2 - j, o, c], name="wt")
-            conv = eq._declare_winograd(dy, wt)
-            return Declaration([wgt, dy], [conv])
+            wt = te.compute((f.kh, f.kw, f.cout, f.cin), lambda i, j, c, o: wgt[K1 - i, K2 - j, o, c],
+                            name=prefix + "wt")
+            return Declaration(fresh, [winograd_conv(eq, dy, wt, prefix)])
         (sh, sw), (ph, pw), (dh, dw) = f.strides, f.pads, f.dilations
         ((bh, ah), (bw, aw)) = self.padded()
         cpg, opg = f.cin_per_group, f.cout_per_group
-        wgt = te.placeholder(self.input_specs()[0].shape, "float32", name="w")
-        dy = te.placeholder((f.n, f.oh, f.ow, f.cout), "float32", name="dy")
         zero = expr.const(0.0, "float32")
         OH, OW = f.oh, f.ow
         pad = te.compute((f.n, bh + OH + ah, bw + OW + aw, f.cout), lambda n, h, w, c: expr.if_then_else(
-            expr.all(h >= bh, h < bh + OH, w >= bw, w < bw + OW), dy[n, h - bh, w - bw, c], zero), name="pad")
+            expr.all(h >= bh, h < bh + OH, w >= bw, w < bw + OW), dy[n, h - bh, w - bw, c], zero),
+            name=prefix + "pad")
 
         def group_co(ci, co):           # output channel co of input channel ci's group (no index math if groups=1)
             return co if f.groups == 1 else (ci // cpg) * opg + co
@@ -188,20 +190,20 @@ class Conv2dDataGrad(NestedLayer):
                 weight = wgt[f.kh - 1 - rkh, f.kw - 1 - rkw, group_ci(ci), group_co(ci, co)]
                 return te.sum(tap(n, h, w, weight, group_co(ci, co)), axis=[rkh, rkw, rcq])
 
-            partial = te.compute((f.n, f.h, f.w, f.cin, L), partial_body, name="partial")
+            partial = te.compute((f.n, f.h, f.w, f.cin, L), partial_body, name=prefix + "partial")
             rl = te.reduce_axis((0, L), "lane")
             dx = te.compute((f.n, f.h, f.w, f.cin), lambda n, h, w, ci: te.sum(partial[n, h, w, ci, rl], axis=rl),
-                            name="dx")
-            return Declaration([wgt, dy], [dx])
+                            name=prefix + "dx")
+            return Declaration(fresh, [dx])
         wt = te.compute((f.kh, f.kw, opg, f.cin), lambda kh, kw, co, ci: wgt[
-            f.kh - 1 - kh, f.kw - 1 - kw, group_ci(ci), group_co(ci, co)], name="wt")
+            f.kh - 1 - kh, f.kw - 1 - kw, group_ci(ci), group_co(ci, co)], name=prefix + "wt")
         rco = te.reduce_axis((0, opg), "co")
 
         def body(n, h, w, ci):
             return te.sum(tap(n, h, w, wt[rkh, rkw, rco, ci], group_co(ci, rco)), axis=[rkh, rkw, rco])
 
-        dx = te.compute((f.n, f.h, f.w, f.cin), body, name="dx")
-        return Declaration([wgt, dy], [dx])
+        dx = te.compute((f.n, f.h, f.w, f.cin), body, name=prefix + "dx")
+        return Declaration(fresh, [dx])
 
     def reference(self, w, dy):
         """The definition, scattered tap by tap in float64: dx[.., oh*s + kh*d - p, ..] += dy w^T."""
@@ -259,22 +261,21 @@ class Conv2dWeightGrad(NestedLayer):
         f = self.forward
         return (1e-4, 2e-6 * f.n * f.oh * f.ow)
 
-    def declare(self) -> Declaration:
-        from ...backend import te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         f = self.forward
         (sh, sw), (dh, dw_) = f.strides, f.dilations
         cpg, opg = f.cin_per_group, f.cout_per_group
-        x = te.placeholder(f.input_specs()[0].shape, "float32", name="x")
-        dy = te.placeholder((f.n, f.oh, f.ow, f.cout), "float32", name="dy")
-        padded = _core(f)._pad(x)
+        args, fresh = self.arguments(inputs, prefix)
+        x, dy = args["x"], args["dy"]
+        padded = f.pad_stage(x, prefix)
         rn = te.reduce_axis((0, f.n), "n")
         roh = te.reduce_axis((0, f.oh), "oh")
         row = te.reduce_axis((0, f.ow), "ow")
         dw = te.compute((f.kh, f.kw, cpg, f.cout), lambda kh, kw, ci, co: te.sum(
             padded[rn, roh * sh + kh * dh, row * sw + kw * dw_, ci if f.groups == 1 else (co // opg) * cpg + ci]
             * dy[rn, roh, row, co],
-            axis=[rn, roh, row]), name="dw")
-        return Declaration([x, dy], [dw])
+            axis=[rn, roh, row]), name=prefix + "dw")
+        return Declaration(fresh, [dw])
 
     def reference(self, x, dy):
         f = self.forward
@@ -310,6 +311,7 @@ class BiasGrad(Layer):
     flops_per_op: ClassVar[int] = 1
 
     def __post_init__(self):
+        super().__post_init__()
         check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c)
 
     def input_specs(self):
@@ -327,15 +329,16 @@ class BiasGrad(Layer):
     def tolerance(self):
         return (1e-5, 2e-7 * (self.n * self.h * self.w) ** 0.5 + 1e-7 * self.w)
 
-    def declare(self) -> Declaration:
-        from ...backend import te
-        dy = te.placeholder((self.n, self.h, self.w, self.c), "float32", name="dy")
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
+        args, fresh = self.arguments(inputs, prefix)
+        dy = args["dy"]
         rw = te.reduce_axis((0, self.w), "w")
-        rows = te.compute((self.n, self.h, self.c), lambda n, h, c: te.sum(dy[n, h, rw, c], axis=rw), name="rows")
+        rows = te.compute((self.n, self.h, self.c), lambda n, h, c: te.sum(dy[n, h, rw, c], axis=rw),
+                          name=prefix + "rows")
         rn = te.reduce_axis((0, self.n), "rn")
         rh = te.reduce_axis((0, self.h), "rh")
-        db = te.compute((self.c,), lambda c: te.sum(rows[rn, rh, c], axis=[rn, rh]), name="db")
-        return Declaration([dy], [db])
+        db = te.compute((self.c,), lambda c: te.sum(rows[rn, rh, c], axis=[rn, rh]), name=prefix + "db")
+        return Declaration(fresh, [db])
 
     def reference(self, dy):
         return dy.astype(np.float64).sum(axis=(0, 1, 2)).astype(out_dtype(dy))
@@ -345,8 +348,6 @@ def conv2d_backward(conv: Conv2d) -> Backward:
     """Steps, in order: [dz = ReLUGrad(saved y, grad dy) when act="relu"], dx = Conv2dDataGrad(input w, g),
     dw = Conv2dWeightGrad(input x, g), [db = BiasGrad(g) when bias], [dr = g when residual], where g is dz
     (after a fused ReLU) or dy."""
-    from ..activation import ReLU
-    from .activation import ReLUGrad
     core = _core(conv)
     steps = []
     g = "grad:y"
@@ -360,3 +361,6 @@ def conv2d_backward(conv: Conv2d) -> Backward:
     if conv.residual:
         steps.append(step("dr", None, g, wrt="r"))
     return Backward(conv, tuple(steps))
+
+
+registry.register_backward(Conv2d, conv2d_backward)

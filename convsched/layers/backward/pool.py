@@ -12,6 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ...backend import expr, te
+from .. import registry
 from ..base import Declaration, TensorSpec, pair
 from ..pool import GlobalAvgPool2d, Pool2d
 from .base import Backward, NestedLayer, out_dtype, step, window_candidates, window_of
@@ -62,12 +64,12 @@ class Pool2dArgmax(NestedLayer):
     def tolerance(self):
         return (0.0, 0.0)
 
-    def declare(self) -> Declaration:
-        from ...backend import expr, te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         p = self.pool
         (kh, kw), (sh, sw), (ph, pw) = _geometry(p)
         H, W = p.h, p.w
-        x = te.placeholder((p.n, H, W, p.c), "float32", name="x")
+        args, fresh = self.arguments(inputs, prefix)
+        x = args["x"]
 
         def combine(a, b):                 # a: running (index, value), b: the next tap's
             take = expr.Or(b[1] > a[1], expr.And(b[1] == a[1], b[0] < a[0]))
@@ -88,8 +90,8 @@ class Pool2dArgmax(NestedLayer):
             index = expr.Select(inside, h * W + w, expr.const(INT32_MAX, "int32"))
             return argmax((index, value), axis=[rh, rw])
 
-        idx, val = te.compute((p.n, p.oh, p.ow, p.c), body, name="pool")
-        return Declaration([x], [val, idx])
+        idx, val = te.compute((p.n, p.oh, p.ow, p.c), body, name=prefix + "pool")
+        return Declaration(fresh, [val, idx])
 
     def reference(self, x):
         p = self.pool
@@ -177,19 +179,18 @@ class Pool2dGrad(NestedLayer):
         x = rng.integers(-3, 4, (p.n, p.h, p.w, p.c)).astype(np.float32)    # many ties
         return [Pool2dArgmax(p).reference(x)[1], dy]
 
-    def declare(self) -> Declaration:
-        from ...backend import expr, te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         p = self.forward
         (kh, kw), (sh, sw), (ph, pw) = _geometry(p)
         H, W, OH, OW = p.h, p.w, p.oh, p.ow
-        shape = (p.n, OH, OW, p.c)
-        dy = te.placeholder(shape, "float32", name="dy")
+        args, fresh = self.arguments(inputs, prefix)
+        dy = args["dy"]
         Rh, Rw = self.candidates
         rh = te.reduce_axis((0, Rh), "rh")
         rw = te.reduce_axis((0, Rw), "rw")
         zero = expr.const(0.0, "float32")
         if p.kind == "max":
-            am = te.placeholder(shape, "int32", name="argmax")
+            am = args["argmax"]
 
             def body(n, h, w, c):
                 oh, _, okh = window_of(expr, h, rh, OH, kh, sh, ph)
@@ -197,8 +198,8 @@ class Pool2dGrad(NestedLayer):
                 hit = expr.all(okh, okw, am[n, oh, ow, c] == h * W + w)
                 return te.sum(expr.Select(hit, dy[n, oh, ow, c], zero), axis=[rh, rw])
 
-            dx = te.compute((p.n, H, W, p.c), body, name="dx")
-            return Declaration([am, dy], [dx])
+            dx = te.compute((p.n, H, W, p.c), body, name=prefix + "dx")
+            return Declaration(fresh, [dx])
 
         def count(o, s, pad, k, size):             # window elements inside the image along one axis
             return expr.min(o * s - pad + k, size) - expr.max(o * s - pad, 0)
@@ -209,8 +210,8 @@ class Pool2dGrad(NestedLayer):
             inv = 1.0 / (count(oh, sh, ph, kh, H) * count(ow, sw, pw, kw, W)).astype("float32")
             return te.sum(expr.Select(expr.all(okh, okw), dy[n, oh, ow, c] * inv, zero), axis=[rh, rw])
 
-        dx = te.compute((p.n, H, W, p.c), body, name="dx")
-        return Declaration([dy], [dx])
+        dx = te.compute((p.n, H, W, p.c), body, name=prefix + "dx")
+        return Declaration(fresh, [dx])
 
     def reference(self, *arrays):
         """The definition, scattered window by window in float64 (the kernel gathers instead)."""
@@ -274,13 +275,13 @@ class GlobalAvgPool2dGrad(NestedLayer):
     def tolerance(self):
         return (1e-6, 1e-7)
 
-    def declare(self) -> Declaration:
-        from ...backend import te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         f = self.forward
-        dy = te.placeholder((f.n, 1, 1, f.c), "float32", name="dy")
+        args, fresh = self.arguments(inputs, prefix)
+        dy = args["dy"]
         scale = 1.0 / (f.h * f.w)
-        dx = te.compute((f.n, f.h, f.w, f.c), lambda n, h, w, c: dy[n, 0, 0, c] * scale, name="dx")
-        return Declaration([dy], [dx])
+        dx = te.compute((f.n, f.h, f.w, f.c), lambda n, h, w, c: dy[n, 0, 0, c] * scale, name=prefix + "dx")
+        return Declaration(fresh, [dx])
 
     def reference(self, dy):
         f = self.forward
@@ -288,7 +289,7 @@ class GlobalAvgPool2dGrad(NestedLayer):
         return np.ascontiguousarray(dx).astype(out_dtype(dy))
 
 
-# ------------------------------------------------------------------------------ Layer.backward() bodies
+# ------------------------------------------------------------------------------ what layer.backward() returns
 def pool2d_backward(pool: Pool2d) -> Backward:
     """max: forward Pool2dArgmax (records argmax), dx = Pool2dGrad(saved argmax, grad dy);
     avg: forward the layer itself, dx = Pool2dGrad(grad dy)."""
@@ -301,3 +302,7 @@ def pool2d_backward(pool: Pool2d) -> Backward:
 def global_avg_pool2d_backward(pool: GlobalAvgPool2d) -> Backward:
     """dx = GlobalAvgPool2dGrad(grad dy)."""
     return Backward(pool, (step("dx", GlobalAvgPool2dGrad(pool), "grad:y", wrt="x"),))
+
+
+registry.register_backward(Pool2d, pool2d_backward)
+registry.register_backward(GlobalAvgPool2d, global_avg_pool2d_backward)

@@ -2,7 +2,7 @@
 
     import convsched as cs
     pool = cs.layers.Pool2d(h=112, w=112, c=64, kind="max", k=3, stride=2, pad=1)
-    train = cs.backprop.compile_backward(pool)      # one Kernel for bw.forward, one per gradient step
+    train = cs.compile_backward(pool)               # one Kernel for bw.forward, one per gradient step
     y = train.forward(x)                            # runs Pool2dArgmax: keeps x and the saved argmax
     grads = train.backward(dy)                      # {"x": dx}
     train.kernels                                   # {"forward": Kernel, "dx": Kernel, ...}: benchmark, export
@@ -13,7 +13,7 @@ convsched/layers/backward/base.py); this module only calls them in order.
 """
 from __future__ import annotations
 
-from .kernel import compile as compile_layer
+from .compiler import compile as compile_layer
 
 
 class CompiledBackward:

@@ -1,0 +1,62 @@
+"""Timing: how fast a kernel ran, as every part of convsched reports it (Kernel.benchmark, the loss-delta
+kernel, the tuner's records, `convsched bench`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+UNITS = {"FLOP": "GFLOP/s", "bit-MAC": "G bit-MAC/s"}
+
+
+def unit_of(op_unit: str) -> str:
+    """The throughput unit of a layer's op_unit: "GFLOP/s", "G bit-MAC/s", "GOP/s", ..."""
+    return UNITS.get(op_unit, f"G{op_unit}/s")
+
+
+def peak_of(target, op_unit: str, threads: int) -> float | None:
+    """The target's ceiling in that unit on `threads` threads (None where there is no meaningful one)."""
+    if op_unit == "FLOP":
+        return target.fp32_peak_gflops(threads)
+    if op_unit == "bit-MAC":
+        return target.bit_peak_gops(threads)
+    return None
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+    threads: int | None      # None: measured elsewhere (an RPC server), thread count unknown here
+    ops: int                 # ops per call: layer.ops() x flops_per_op (the batch actually run)
+    unit: str                # "GFLOP/s", "G bit-MAC/s", ...
+    rate: float              # ops per second at the median, in giga-units
+    peak: float | None       # the machine's ceiling in the same unit, if known
+
+    @classmethod
+    def from_ms(cls, ms, threads: int | None, ops: int, op_unit: str, target=None) -> "Timing":
+        """Median and p10/p90 of per-call times in milliseconds; the rate at the median."""
+        ms = np.asarray(ms, dtype=np.float64)
+        med = float(np.median(ms))
+        return cls(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
+                   unit_of(op_unit), ops / (med * 1e-3) / 1e9,
+                   None if target is None or threads is None else peak_of(target, op_unit, threads))
+
+    @property
+    def pct_of_peak(self) -> float | None:
+        return None if not self.peak else 100.0 * self.rate / self.peak
+
+    def record_fields(self) -> dict:
+        """The timing as a tuning record stores it."""
+        d = {"median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "runs": self.runs}
+        return d if self.threads is None else {**d, "threads": self.threads}
+
+    def __str__(self):
+        threads = "" if self.threads is None else f", {self.threads} threads"
+        s = (f"{self.median_ms:.3f} ms (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, {self.runs} runs"
+             f"{threads})  {self.rate:.1f} {self.unit}")
+        if self.peak:
+            s += f"  = {self.pct_of_peak:.0f}% of peak {self.peak:.0f}"
+        return s
