@@ -2,6 +2,7 @@
 
     python benchmarks/backward.py                          # 1 and 2 threads, every row, pinned with taskset
     python benchmarks/backward.py --threads 1 --rows maxpool 56x56 --quick
+    python benchmarks/backward.py --json docs/runs/backward.json        # also a run for docs/performance.md
 
 Rows (batch 1, fp32, NHWC for convsched):
   * ResNet-18's max pool 112x112x64 k3 s2 p1: dx from the recorded argmax (Pool2dGrad) vs
@@ -37,7 +38,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_time_ms, fmt, geomean, table, thread_env, write_json  # noqa: E402
+from common import add_json_option, best_time_ms, fmt, geomean, save_run, table, thread_env, write_json  # noqa: E402
 from resnet18_conv import LAYERS as CONV_LAYERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,6 +296,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="one short round (a smoke run, noisy numbers)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the workers with taskset")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    add_json_option(ap)
     a = ap.parse_args(argv)
     if a.worker:
         print(json.dumps(worker(a.worker, a.rows, a.rounds, a.quick), default=str), flush=True)
@@ -318,11 +320,13 @@ def main(argv=None):
             raise SystemExit(f"worker for {n} thread(s) failed (exit code {proc.returncode}): {' '.join(cmd)}")
         results[n] = json.loads(data)
         results[n]["command"] = " ".join(cmd)
-    for n in a.threads:
-        print(report(results[n]))
+    text = "\n".join(report(results[n]) for n in a.threads)
+    print(text)
     path = write_json("backward", {"results": [results[n] for n in a.threads],
                                    "time": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv})
     print(f"\nJSON: {path}")
+    save_run(a.json, "backward", text, [results[n] for n in a.threads],
+             notes="workers pinned with taskset; per row the fastest of interleaved rounds, spread = per-round ratios")
 
 
 if __name__ == "__main__":
