@@ -5,9 +5,12 @@ reduction is the pixels. Register tile: ci_tile x co_tile/lanes accumulators [x 
 of a row share their dy loads, which depthwise layers need: one input channel per group]. Each pixel step
 loads co_tile/lanes dy vectors and broadcasts ci_tile (x kw) input values.
 
-Loop nest: parallel (co_o, ci_o) > oh_o (pixel chunk, reduction) > kh > kw > n, oh_i, ow (reduction) > tile
-Each task owns a block of dw and streams the pixels; the accumulators are stored once per chunk of rows
-(rows_per_pass: a block of dy small enough to stay in L2 while the kh sweeps re-read it).
+Loop nest (order "blocks"): parallel (co_o, ci_o) > oh_o (pixel chunk, reduction) > kh > kw > n, oh_i, ow
+(reduction) > tile. Each task owns a block of dw and streams the pixels; the accumulators are stored once per
+chunk of rows (rows_per_pass: a block of dy small enough to stay in L2 while the kh sweeps re-read it).
+Order "passes": co_o > oh_o > parallel ci_o > ...: every input-channel block of a pass reads the same dy chunk
+(one parallel region per pass); within the noise of "blocks" on 56x56x64 (1.13-1.31 vs 1.15-1.31 ms, 1 thread,
+Xeon rocketlake, shared machine), so a tuner's choice.
 """
 from convsched.schedule import divisors
 
@@ -32,6 +35,7 @@ KNOBS = {
     "kw_in_tile": [False, True],
     "rows_per_pass": lambda layer, target: divisors(layer.forward.oh),
     "pad_at": ["root", "inline"],
+    "order": ["blocks", "passes"],
 }
 
 
@@ -47,7 +51,7 @@ def _regs(layer, target, co_tile, ci_tile, kw_in_tile):
     return taps * ci_tile * vecs + vecs + 1
 
 
-def constraint(layer, target, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at):
+def constraint(layer, target, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order):
     need = _regs(layer, target, co_tile, ci_tile, kw_in_tile)
     return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
 
@@ -79,23 +83,27 @@ def defaults(layer, target):
     # of a pass re-read it from L2 (56x56x64: 8 rows, 1.22-1.24 ms vs 1.38-1.43 ms for all 56 in one pass)
     rows = max(r for r in divisors(f.oh) if r == 1 or r * f.ow * co * 4 <= DY_CHUNK_BYTES)
     return {"co_tile": co, "ci_tile": ci, "kw_in_tile": kw_in, "rows_per_pass": rows,
-            "pad_at": "root" if any(f.pads) else "inline"}
+            "pad_at": "root" if any(f.pads) else "inline", "order": "blocks"}
 
 
-def schedule(s, layer, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at):
+def schedule(s, layer, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order):
     v = _vec(layer.forward.cout, s.target)
     dw = s["dw"]
     co_o, co_i = dw.split("co", co_tile)
     ci_o, ci_i = dw.split("ci", ci_tile)
     oh_o, oh_i = dw.split("oh", rows_per_pass)
     inner = [co_i] if co_tile == v else list(dw.split(co_i, v, names=("co_v", "co_l")))
+    outer = [co_o, ci_o, oh_o] if order == "blocks" else [co_o, oh_o, ci_o]
     if kw_in_tile:
-        dw.reorder(co_o, ci_o, oh_o, "kh", "n", oh_i, "ow", "kw", ci_i, *inner)
+        dw.reorder(*outer, "kh", "n", oh_i, "ow", "kw", ci_i, *inner)
         unrolled = ["kw", ci_i, *inner[:-1]]
     else:
-        dw.reorder(co_o, ci_o, oh_o, "kh", "kw", "n", oh_i, "ow", ci_i, *inner)
+        dw.reorder(*outer, "kh", "kw", "n", oh_i, "ow", ci_i, *inner)
         unrolled = [ci_i, *inner[:-1]]
-    dw.parallel(dw.fuse(co_o, ci_o))
+    if order == "blocks":
+        dw.parallel(dw.fuse(co_o, ci_o))
+    else:
+        dw.parallel(ci_o)
     dw.vectorize(inner[-1])
     for axis in unrolled:
         dw.unroll(axis)
