@@ -14,6 +14,21 @@ from .kernel import Kernel, Timing, aligned, aligned_empty, compile
 
 __version__ = "0.1.0"
 
+
+class _LazyCpuProbe:
+    """convsched.target asks LLVM about CPUs through a probe that convsched.backend.cpu provides (target may
+    not import the backend: it sits below it). Importing the backend imports TVM (~1 s), so the package root
+    installs this stand-in, which imports convsched.backend.cpu on the first question (that import then
+    registers the real module in its place)."""
+
+    def __getattr__(self, name):
+        from .backend import cpu
+        return getattr(cpu, name)
+
+
+if target._probe is None:
+    target.register_probe(_LazyCpuProbe())
+
 # Imported on first use: they pull in optional pieces (the tuner, exporting, graphs).
 _LAZY = {
     "tune": ("convsched.tune", "tune"),          # cs.tune(layer, trials=...) -> best record

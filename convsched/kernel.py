@@ -68,16 +68,23 @@ class Timing:
     unit: str                # "GFLOP/s", "G bit-MAC/s", ...
     rate: float              # ops per second at the median, in giga-units
     peak: float | None       # the machine's ceiling in the same unit, if known
+    peak_measured: bool = False   # measured on this host (convsched.backend.peaks), or the target's model
+    peak_source: str = ""         # how the ceiling was obtained (CPU, method, date)
+    effective: bool = False       # rate counts the direct algorithm's ops (Winograd does fewer multiplies)
 
     @property
     def pct_of_peak(self) -> float | None:
         return None if not self.peak else 100.0 * self.rate / self.peak
 
     def __str__(self):
+        eff = "effective " if self.effective else ""
         s = (f"{self.median_ms:.3f} ms (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, {self.runs} runs, "
-             f"{self.threads} threads)  {self.rate:.1f} {self.unit}")
+             f"{self.threads} threads)  {self.rate:.1f} {eff}{self.unit}")
         if self.peak:
-            s += f"  = {self.pct_of_peak:.0f}% of peak {self.peak:.0f}"
+            kind = "measured" if self.peak_measured else "modelled"
+            s += f"  = {self.pct_of_peak:.0f}% of the {kind} peak {self.peak:.0f}"
+            if self.effective:
+                s += " (effective: direct-conv ops / time; the algorithm does fewer, so it may pass 100%)"
         return s
 
 
@@ -106,7 +113,7 @@ class Kernel:
     def benchmark(self, repeat: int = 15, min_repeat_ms: int = 20, arrays=None) -> Timing:
         """Time the kernel on random (or given) inputs: median and p10/p90 over `repeat` measurements,
         each averaging enough calls to last `min_repeat_ms`."""
-        from .backend import num_threads
+        from .backend import num_threads, peaks
         specs = self.layer.input_specs()
         arrays = self.layer.prepare_inputs(list(arrays or self.layer.random_inputs()))
         args = [as_kernel_arg(a, s, "input") for a, s in zip(arrays, specs)]
@@ -124,10 +131,14 @@ class Kernel:
         ops = self.layer.ops() * self.layer.flops_per_op
         med = float(np.median(ms))
         unit = {"FLOP": "GFLOP/s", "bit-MAC": "G bit-MAC/s"}.get(self.layer.op_unit, f"G{self.layer.op_unit}/s")
-        peak = {"FLOP": self.target.fp32_peak_gflops(threads),
-                "bit-MAC": self.target.bit_peak_gops(threads)}.get(self.layer.op_unit)
+        rate = ops / (med * 1e-3) / 1e9
+        # Winograd computes a 3x3 conv with 2.25x fewer multiplies: its rate counts the direct conv's FLOPs
+        # ("effective") and may pass the FMA peak; a direct algorithm is held to it.
+        effective = "winograd" in self.schedule.algorithm
+        peak = peaks.peak_for(self.target, self.layer.op_unit, threads, at_least=None if effective else rate)
         return Timing(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
-                      unit, ops / (med * 1e-3) / 1e9, peak)
+                      unit, rate, peak.value if peak else None, bool(peak and peak.measured),
+                      peak.source if peak else "", effective)
 
     def bind(self, **fixed):
         """Fix some inputs once (e.g. bind(w=layer.pack_weights(w), b=b)): -> a callable taking the rest."""

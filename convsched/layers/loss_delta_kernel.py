@@ -222,7 +222,7 @@ class LossDeltaKernel:
     def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None) -> Timing:
         """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n (or the
         given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`."""
-        from ..backend import num_threads
+        from ..backend import num_threads, peaks
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         t0 = time.perf_counter()
@@ -239,8 +239,9 @@ class LossDeltaKernel:
         med = float(np.median(ms))
         ops = int(np.shape(arrays[0])[0]) * L.ph * L.pw * L.cout * 9 * L.cin      # the batch actually run
         threads = num_threads()
+        peak = peaks.bit_peak(self.target, threads)
         return Timing(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
-                      "G bit-MAC/s", ops / (med * 1e-3) / 1e9, self.target.bit_peak_gops(threads))
+                      "G bit-MAC/s", ops / (med * 1e-3) / 1e9, peak.value, peak.measured, peak.source)
 
 
 class _Refuse:
