@@ -327,12 +327,12 @@ class Target:
         return self.popcount == "vpopcntq"
 
     def popcount_scratch_registers(self, word_bits: int = 64) -> int:
-        """Vector registers a vector popcount occupies besides its operand: none with vpopcntq; the nibble
-        table, the 0x0f mask, a zero and two temporaries for LLVM's pshufb sequence (one more to sum wider
-        words); two masks and a temporary for the bit-trick sequence."""
+        """Vector registers a vector popcount occupies besides the accumulators and operands: the xor/popcount
+        result with vpopcntq; the nibble table, the 0x0f mask, a zero and two temporaries for LLVM's pshufb
+        sequence (one more to sum 16/32-bit words); two masks and two temporaries for the bit tricks."""
         kind = self.popcount_kind(word_bits)
         if kind == "vpopcntq":
-            return 0
+            return 1
         if kind == "emulated":
             return 5 if word_bits in (8, 64) else 6
         return 4

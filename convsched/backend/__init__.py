@@ -172,7 +172,7 @@ class LiveSchedule:
         if tail == "cut" and extent % known:
             # TVM's LoopPartition pass (run before VectorizeLoop) peels the iterations of this loop where the
             # split's predicate is not always true into their own loop: whole tiles carry no test
-            self.sch.annotate(new[0], "pragma_loop_partition_hint", 1)
+            self.sch.annotate(new[0], _PARTITION_HINT, 1)
         for lp, nm in zip(new, st.names):
             self._name_loop(lp, nm, kind)
 
@@ -194,7 +194,13 @@ class LiveSchedule:
 
     def _fuse(self, st):
         pairs = [self._loop(st, st.stage, a) for a in st.axes]
+        # TVM fuses no annotated loop: a tail="cut" hint moves to the fused loop (LoopPartition peels what it can)
+        hinted = [p[0] for p in pairs if _PARTITION_HINT in self.sch.get(p[0]).annotations]
+        for lp in hinted:
+            self.sch.unannotate(lp, _PARTITION_HINT)
         fused = self.sch.fuse(*[p[0] for p in pairs])
+        if hinted:
+            self.sch.annotate(fused, _PARTITION_HINT, 1)
         kinds = {p[1] for p in pairs}
         self._name_loop(fused, st.name, kinds.pop() if len(kinds) == 1 else "?")
 
@@ -275,6 +281,9 @@ class LiveSchedule:
 
 def _where(step) -> dict:
     return {"file": step.loc.file, "line": step.loc.line} if step.loc else {}
+
+
+_PARTITION_HINT = "pragma_loop_partition_hint"
 
 
 def shrink_factors(factors: list, extent: int) -> list:

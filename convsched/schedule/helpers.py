@@ -91,17 +91,19 @@ def inline_epilogue(s, names=EPILOGUE) -> list:
     return epi
 
 
-def place_epilogue(s, producer, axis: str, lanes: int | None = None, names=EPILOGUE, tail: str = "cut"):
+def place_epilogue(s, producer, axis: str | None, lanes: int | None = None, names=EPILOGUE, tail: str = "cut"):
     """Fold the epilogue into its first stage (the later ones reverse_compute_inline'd into it), compute that
-    stage under `producer`'s loop `axis` (once per finished tile or block, while it is in cache) and, with
-    `lanes`, vectorize its innermost loop. Returns the stage, or None when the layer has no epilogue."""
+    stage under `producer`'s loop `axis` (once per finished tile or block, while it is in cache; producer None:
+    left at the root, one pass after the producer) and, with `lanes`, vectorize its innermost loop. Returns the
+    stage, or None when the layer has no epilogue."""
     epi = epilogue_stages(s, names)
     if not epi:
         return None
     for e in reversed(epi[1:]):
         s[e].reverse_compute_inline()
     first = s[epi[0]]
-    first.reverse_compute_at(producer, axis)
+    if producer is not None:
+        first.reverse_compute_at(producer, axis)
     if lanes:
         vectorize_innermost(first, lanes, tail=tail)
     return first
