@@ -481,6 +481,10 @@ def _resolve_mcpu(name: str) -> str:
     if probe.is_valid_cpu(name, TRIPLE):
         return name
     known = list(probe.cpu_names(TRIPLE))
+    if name in known:
+        raise TargetError(f"unknown target '{name}': LLVM knows it, but as a 32-bit CPU that cannot run "
+                          f"{TRIPLE} code")
+    known = [n for n in known if probe.is_valid_cpu(n, TRIPLE)]
     close = difflib.get_close_matches(name, sorted(set(NAMED) | set(known)), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise TargetError(f"unknown target '{name}': neither a named target ({', '.join(['host', *NAMED])}) nor a "

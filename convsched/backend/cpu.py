@@ -36,8 +36,11 @@ def cpu_names(triple: str) -> list:
 
 
 def is_valid_cpu(mcpu: str, triple: str) -> bool:
-    """Whether LLVM knows `mcpu` for `triple` (an unknown name would silently compile for generic x86-64)."""
-    return mcpu in cpu_names(triple)
+    """Whether LLVM knows `mcpu` for `triple` (an unknown name would silently compile for generic x86-64) and,
+    for a 64-bit triple, whether it is a 64-bit CPU (LLVM aborted compiling x86_64 code for "pentium")."""
+    if mcpu not in cpu_names(triple):
+        return False
+    return not triple.startswith("x86_64") or "64bit" in cpu_features(mcpu, triple)
 
 
 _target.register_probe(sys.modules[__name__])
