@@ -129,7 +129,7 @@ def test_measured_peaks_are_measured_and_cached(target, tmp_path, monkeypatch):
     monkeypatch.setenv("CONVSCHED_CACHE_DIR", str(tmp_path))
     p = peaks.fp32_peak(target, 1)
     assert p.measured and p.value > 0 and p.unit == "GFLOP/s" and T.host().mcpu in p.source
-    assert f"-lane" in p.source and str(target.lanes("float32")) in p.source
+    assert "-lane" in p.source and str(target.lanes("float32")) in p.source
     cache = json.loads((tmp_path / "peaks.json").read_text())
     assert any(k.startswith("fp32:") and f"target={target.key}" in k for k in cache)
     assert peaks.fp32_peak(target, 1) == p                         # from the cache, not measured again

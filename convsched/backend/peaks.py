@@ -148,7 +148,7 @@ def fp32_loop_source(isa: str) -> str:
         mul, add = muladd
         body = " ".join(f"a{i} = {add}({mul}(a{i}, m), b);" for i in range(n))
     add = "_mm512_add_ps" if isa == "avx512" else ("_mm256_add_ps" if vt == "__m256" else "_mm_add_ps")
-    total = f"a0"
+    total = "a0"
     for i in range(1, n):
         total = f"{add}({total}, a{i})"
     return f"""#include <immintrin.h>
