@@ -172,6 +172,8 @@ def report(results: dict, lce: dict) -> str:
 
 
 def main():
+    sys.path.insert(0, str(HERE))
+    from common import add_json_option, run_per_thread_count, save_run, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--shapes", default=",".join(SHAPES))
@@ -181,6 +183,7 @@ def main():
     ap.add_argument("--no-lce", action="store_true")
     ap.add_argument("--worker", type=int)
     ap.add_argument("--lce-worker", type=int)
+    add_json_option(ap)
     a = ap.parse_args()
     shapes = a.shapes.split(",")
     if a.lce_worker:
@@ -189,8 +192,6 @@ def main():
     if a.worker:
         print(json.dumps(worker(a.worker, shapes, not a.no_torch, a.templates.split(","))))
         return
-    sys.path.insert(0, str(HERE))
-    from common import run_per_thread_count, write_json
     threads = [int(t) for t in a.threads.split(",")]
     args = ["--shapes", a.shapes, "--templates", a.templates] + (["--no-torch"] if a.no_torch else [])
     results = run_per_thread_count(__file__, threads, args)
@@ -205,6 +206,7 @@ def main():
     print(text)
     path = write_json("binary_conv", {"results": results, "lce": lce, "table": text})
     print(f"\nwritten {path}")
+    save_run(a.json, "binary_conv", text, {"results": results, "lce": lce})
 
 
 if __name__ == "__main__":

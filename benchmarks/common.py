@@ -2,6 +2,7 @@
 count, timing of peers (numpy, PyTorch), geometric means, tables and JSON output.
 
     from common import measure_fp32_peak, measure_bit_peak, run_per_thread_count, best_time_ms, table, geomean
+    from common import write_json, add_json_option, save_run, StdoutCopy   # --json: a run for docs/performance.md
 
 A benchmark script usually has two halves:
   * a parent that calls run_per_thread_count(__file__, [1, 2], extra_args): it re-runs the script with
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -165,6 +167,71 @@ def write_json(name: str, data) -> Path:
     OUT_DIR.mkdir(exist_ok=True)
     path = OUT_DIR / f"{name}.json"
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------- runs for docs/performance.md
+
+def add_json_option(ap) -> None:
+    """--json PATH: also write this run (CPU, date, command, the report) for benchmarks/make_performance_doc.py."""
+    ap.add_argument("--json", metavar="PATH", help="also write this run (CPU, date, command and report) as JSON, "
+                    "the input of benchmarks/make_performance_doc.py")
+
+
+class StdoutCopy:
+    """Prints go through as usual and are kept: the report of a benchmark that prints as it measures.
+
+        printed = StdoutCopy()  ...  save_run(args.json, "name", printed.text(), results)"""
+
+    def __init__(self):
+        self._out, self._buf = sys.stdout, []
+        sys.stdout = self
+
+    def write(self, s: str) -> int:
+        self._buf.append(s)
+        return self._out.write(s)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def text(self) -> str:
+        """What was printed so far; printing goes straight to stdout again."""
+        sys.stdout = self._out
+        return "".join(self._buf)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def run_info() -> dict:
+    """Where, when and how this run was made: the heading of its section in docs/performance.md."""
+    # imported here: common.py also serves processes that never load convsched (the LCE peer's environment)
+    from convsched.target import host
+    t = host()
+    isa = "AVX-512" if t.has("avx512f") else "AVX2" if t.has("avx2") else "SSE"
+    cpu = (f"{_cpu_model()} (LLVM {t.mcpu}, modelled as {t.model.name}; {isa}, popcount {t.popcount}, "
+           f"{os.cpu_count()} cores)")
+    return {"cpu": cpu, "target_key": t.key, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": shlex.join(["python", *[os.path.relpath(a, ROOT) if a.endswith(".py") else a
+                                               for a in sys.argv]])}
+
+
+def save_run(path, benchmark: str, report: str, results, notes: str = "") -> Path | None:
+    """Write one run to `path` (nothing if path is None): run_info(), the benchmark's name, its printed report
+    and its raw results. make_performance_doc.py turns such files into docs/performance.md."""
+    if not path:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"benchmark": benchmark, **run_info(), "notes": notes, "report": report, "results": results}
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Does an exported kernel run as fast from C as from Python? (issue 7)
+"""Does an exported kernel run as fast from C as from Python?
 
 Exports an fp32 conv (56x56, 64->64, 3x3) and a binary conv (32x32, 256->256, 3x3, bit-MACs) into one library
 with examples/c_loader/make_data.py --bench, builds the C loader, and times the same kernels four ways, all the
@@ -50,16 +50,18 @@ def rounds_ms(fn, seconds: float) -> tuple[float, float]:
 
 
 def main():
+    from common import StdoutCopy, add_json_option, save_run, table, write_json
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.5, help="timing per variant per pass")
     ap.add_argument("--threads", type=int, default=None, help="threads (default: the cores this process may use)")
     ap.add_argument("--passes", type=int, default=3)
+    add_json_option(ap)
     a = ap.parse_args()
     if a.threads:
         os.environ["TVM_NUM_THREADS"] = str(a.threads)    # read by TVM's pool and by the exported shim
     import convsched as cs
     import make_data
-    from common import table, write_json
+    printed = StdoutCopy()
     from convsched.backend import num_threads
 
     build = Path(tempfile.mkdtemp(prefix="export_bench_"))
@@ -114,6 +116,7 @@ def main():
     print(f"layers: conv = {layers['conv']}\n        bconv = {layers['bconv']}")
     path = write_json(f"export_c_vs_python_{num_threads()}t", {"host": host.key, "threads": num_threads(), "results": data})
     print(f"wrote {path}")
+    save_run(a.json, "export_c_vs_python", printed.text(), {"threads": num_threads(), "results": data})
 
 
 if __name__ == "__main__":

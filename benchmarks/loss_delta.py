@@ -9,7 +9,7 @@ example, ns per pixel bit (per example / (32*32*in)), ns per channel (per exampl
 n params is counted as the seed does: 9*in*out + 10*out for the global head, conv weights only (9*in*out) for
 the segmented head. Images are 32x32 random bits, 10 classes. Beside ours: the seed's best published number for
 that shape ("post", any implementation, AMD Threadripper 2950X, ns x threads) and the seed rebuilt on the
-project's machine kind ("here", 1 thread), from ../shared/data/seed000_tables.json, and the ratio
+project's machine kind ("here", 1 thread), from benchmarks/data/seed000_tables.json, and the ratio
 seed-best / ours (how many times faster we are than the best of the two).
 Our time is the whole call: packing, forward XOR-popcount conv, classify, numpy glue, delta kernel, FC
 deltas; the batch is summed (reduce="sum"), best of --repeat calls, divided by the batch size.
@@ -38,10 +38,11 @@ import numpy as np  # noqa: E402
 
 import convsched as cs  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import StdoutCopy, add_json_option, save_run  # noqa: E402
+
 warnings.filterwarnings("ignore", message="no tuning record")
-TABLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed000_tables.json"
-if not TABLES.exists():
-    TABLES = Path("/work/shared/data/seed000_tables.json")
+TABLES = Path(__file__).resolve().parent / "data" / "seed000_tables.json"    # the seed's published numbers
 
 GLOBAL_ROWS = [(32, o) for o in (8, 16, 32, 64, 128, 256)] + [(i, 32) for i in (8, 16, 64, 128, 256)] + \
               [(64, 64), (128, 128), (1024, 1024)]
@@ -82,9 +83,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--json", help="also write the rows here")
+    add_json_option(ap)
     ap.add_argument("--profile", action="store_true", help="print the time of each part per row")
     args = ap.parse_args(argv)
+    printed = StdoutCopy()
     tables = json.loads(TABLES.read_text())
     host = cs.target.host()
     from convsched.backend import num_threads, peaks
@@ -132,8 +134,8 @@ def main(argv=None):
                         seed_post=post, seed_here=here, x_faster_than_seed_best=ratio,
                         goal_100x_ns_per_param=goal, floor_ns_per_param=floor, ceiling_gops=ceiling,
                         profile_ms_per_call=prof))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
+    save_run(args.json, "loss_delta", printed.text(), out,
+             notes="1 thread (TVM_NUM_THREADS=1); pin it to one core (taskset) for steady numbers")
     return out
 
 

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_time_ms, fmt, geomean, measure_fp32_peak, run_per_thread_count, table, torch_available, write_json  # noqa: E402,E501
+from common import (add_json_option, best_time_ms, fmt, geomean, measure_fp32_peak, run_per_thread_count,  # noqa: E402
+                    save_run, table, torch_available, write_json)
 
 # (name, h=w of the dw input, channels in, stride of dw, channels out of pw)
 PAIRS = [
@@ -141,6 +142,7 @@ def main(argv=None):
     ap.add_argument("--pairs", nargs="+", help="substrings of pair names, e.g. 112 '14x14'")
     ap.add_argument("--quick", action="store_true", help="short timings (a smoke run, noisy numbers)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    add_json_option(ap)
     a = ap.parse_args(argv)
     extra = (["--pairs", *a.pairs] if a.pairs else []) + (["--quick"] if a.quick else [])
     if a.worker:
@@ -148,8 +150,10 @@ def main(argv=None):
         print(json.dumps(worker(a.worker, a.pairs, a.quick), default=str))
         return
     res = run_per_thread_count(__file__, a.threads, extra)
-    print(report(res))
+    text = report(res)
+    print(text)
     print("wrote", write_json("mobilenet", {str(k): v for k, v in res.items()}))
+    save_run(a.json, "mobilenet", text, {str(k): v for k, v in res.items()})
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT_DIR, best_time_ms, torch_available  # noqa: E402
+from common import OUT_DIR, StdoutCopy, add_json_option, best_time_ms, save_run, torch_available  # noqa: E402
 
 import convsched as cs  # noqa: E402
 from convsched.backend import num_threads  # noqa: E402
@@ -107,7 +107,9 @@ def measure(name, g, threads, with_torch):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    add_json_option(ap)
     a = ap.parse_args()
+    printed = StdoutCopy()
     s = 28 if a.quick else 56
     threads = num_threads()
     host = cs.target.host()
@@ -132,6 +134,7 @@ def main():
         print(f"\n{r['network']}: {r['fused_kernels']} kernels fused, {r['unfused_kernels']} unfused\n{r['plan']}")
     OUT_DIR.mkdir(exist_ok=True)
     (OUT_DIR / "networks.json").write_text(json.dumps({"host": host.key, "threads": threads, "rows": rows}, indent=1))
+    save_run(a.json, "networks", printed.text(), {"threads": threads, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (best_time_ms, fmt, geomean, measure_fp32_peak, numpy_conv_nhwc, run_per_thread_count,  # noqa: E402
-                    table, torch_available, torch_conv, write_json)
+from common import (add_json_option, best_time_ms, fmt, geomean, measure_fp32_peak, numpy_conv_nhwc,  # noqa: E402
+                    run_per_thread_count, save_run, table, torch_available, torch_conv, write_json)
 
 # Pre-packed weight variants timed beside every template (Conv2d.wpack = panel width in output channels).
 WPACK = (8, 16)
@@ -151,7 +151,7 @@ def worker(threads: int, patterns, quick: bool) -> dict:
 
 COLUMNS = ["layer", "best template", "ms", "GFLOP/s", "% peak", "direct %", "x numpy", "x torch NCHW",
            "x torch CL", "x torch best"]
-DIRECT = "conv2d/nhwc_direct"      # the hand schedule of issue 2, whose % of peak is the goal (>= 70%)
+DIRECT = "conv2d/nhwc_direct"      # the hand schedule whose % of peak is the goal (>= 70%)
 
 
 def _direct_pct(r, peak):
@@ -195,6 +195,7 @@ def main(argv=None):
     ap.add_argument("--layers", nargs="+", help="substrings of layer names, e.g. 56x56 '1x1' s2")
     ap.add_argument("--quick", action="store_true", help="short timings (a smoke run, noisy numbers)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    add_json_option(ap)
     a = ap.parse_args(argv)
     if a.worker:
         import json
@@ -203,11 +204,12 @@ def main(argv=None):
     _selected(a.layers)
     extra = (["--layers", *a.layers] if a.layers else []) + (["--quick"] if a.quick else [])
     results = run_per_thread_count(__file__, a.threads, extra)
-    for n in a.threads:
-        print(report(results[n]))
+    text = "\n".join(report(results[n]) for n in a.threads)
+    print(text)
     path = write_json("resnet18_conv", {"results": [results[n] for n in a.threads],
                                         "time": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"\nJSON: {path}")
+    save_run(a.json, "resnet18_conv", text, [results[n] for n in a.threads])
 
 
 if __name__ == "__main__":

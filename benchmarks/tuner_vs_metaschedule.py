@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_time_ms, geomean, torch_available, torch_conv  # noqa: E402
+from common import StdoutCopy, add_json_option, best_time_ms, geomean, save_run, torch_available, torch_conv  # noqa: E402,E501
 
 import convsched as cs  # noqa: E402
 from convsched.tune.suites import resnet18, resnet18_3  # noqa: E402
@@ -103,7 +103,7 @@ def part_torch(threads: int):
     tgt = cs.target.host()
     rows = []
     for layer in resnet18():
-        rec = cs.tune.database.best_record(layer, tgt)
+        rec = cs.records.best_record(layer, tgt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             k = cs.compile(layer)
@@ -138,7 +138,9 @@ def main(argv=None):
     ap.add_argument("--ms-trials", type=int, default=48)
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=cs.target.host().cores)
+    add_json_option(ap)
     a = ap.parse_args(argv)
+    printed = StdoutCopy()
     host = cs.target.host()
     from convsched.backend import peaks
     peak = peaks.fp32_peak(host, a.threads)
@@ -151,6 +153,7 @@ def main(argv=None):
         out["resnet18_vs_torch"] = part_torch(a.threads)
     OUT.mkdir(exist_ok=True)
     (OUT / f"tuner_vs_metaschedule_{a.part}.json").write_text(json.dumps(out, indent=1, default=str))
+    save_run(a.json, f"tuner_vs_metaschedule ({a.part})", printed.text(), out)
 
 
 if __name__ == "__main__":

@@ -5,45 +5,18 @@
     k = cs.compile(layer)                 # best tuning record, else the layer's default template
     y = k(x, w)                           # numpy in, numpy out
     print(k.schedule); print(k.benchmark())
+
+This module is the package's face: it re-exports, and nothing inside the package imports it.
 """
-from importlib import import_module
+# First: target asks LLVM about CPUs through a probe that backend/cpu.py registers when imported (target sits
+# below the backend and may not import it; nothing else imports backend.cpu).
+from .backend import cpu as _llvm_cpu_probe  # noqa: F401  (isort: keep first)
+from . import bits, export, graph, layers, records, schedule, target  # noqa: E402
+from .errors import BuildError, ConvschedError, ExportError, GraphError, KnobError, ScheduleError, TargetError  # noqa: E402,E501
+from .kernel import Kernel, Timing, aligned, aligned_empty, compile, load, load_all  # noqa: E402
+from .tune import tune  # noqa: E402
+from .version import __version__  # noqa: E402
 
-from . import bits, layers, schedule, target
-from .errors import BuildError, ConvschedError, KnobError, ScheduleError, TargetError
-from .kernel import Kernel, Timing, aligned, aligned_empty, compile
-
-__version__ = "0.1.0"
-
-
-class _LazyCpuProbe:
-    """convsched.target asks LLVM about CPUs through a probe that convsched.backend.cpu provides (target may
-    not import the backend: it sits below it). Importing the backend imports TVM (~1 s), so the package root
-    installs this stand-in, which imports convsched.backend.cpu on the first question (that import then
-    registers the real module in its place)."""
-
-    def __getattr__(self, name):
-        from .backend import cpu
-        return getattr(cpu, name)
-
-
-if target._probe is None:
-    target.register_probe(_LazyCpuProbe())
-
-# Imported on first use: they pull in optional pieces (the tuner, exporting, graphs).
-_LAZY = {
-    "tune": ("convsched.tune", "tune"),          # cs.tune(layer, trials=...) -> best record
-    "load": ("convsched.export", "load"),        # cs.load(dir) -> Kernel from an exported directory
-    "graph": ("convsched.graph", None),          # cs.graph.Graph
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        mod, attr = _LAZY[name]
-        m = import_module(mod)
-        return getattr(m, attr) if attr else m
-    raise AttributeError(f"module 'convsched' has no attribute {name!r}")
-
-
-__all__ = ["bits", "layers", "schedule", "target", "compile", "load", "tune", "graph", "Kernel", "Timing", "aligned", "aligned_empty",
-           "ConvschedError", "ScheduleError", "KnobError", "TargetError", "BuildError", "__version__"]
+__all__ = ["bits", "layers", "schedule", "target", "graph", "export", "records", "compile", "load", "load_all",
+           "tune", "Kernel", "Timing", "aligned", "aligned_empty", "ConvschedError", "ScheduleError", "KnobError",
+           "TargetError", "BuildError", "GraphError", "ExportError", "__version__"]

@@ -16,40 +16,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import inspect
-import pkgutil
+import json
 import sys
+import tempfile
 import warnings
 
+from . import records
 from .errors import ConvschedError
-
-
-# ------------------------------------------------------------------------------------------- layer registry
-def layer_registry() -> dict:
-    """{name: Layer class} for every Layer subclass in convsched.layers (its KIND and its class name, lowered).
-
-    Found by scanning the package, so layers other modules add (binary, loss_delta, ...) appear by themselves.
-    """
-    from . import layers
-    from .layers.base import Layer
-    mods = [layers]
-    for info in pkgutil.iter_modules(layers.__path__):
-        try:
-            mods.append(importlib.import_module(f"{layers.__name__}.{info.name}"))
-        except Exception as e:  # a broken layer module must not take the whole CLI down
-            warnings.warn(f"convsched.layers.{info.name} failed to import: {e}")
-    reg = {}
-    for m in mods:
-        for _, cls in inspect.getmembers(m, inspect.isclass):
-            if issubclass(cls, Layer) and cls is not Layer and dataclasses.is_dataclass(cls) \
-                    and not cls.__name__.startswith("_"):
-                reg.setdefault(cls.__name__.lower(), cls)
-                if cls.KIND != "layer":
-                    # several classes may share a KIND; the one whose lowered name matches wins
-                    if cls.KIND not in reg or reg[cls.KIND].__name__.lower() != cls.KIND:
-                        reg.setdefault(cls.KIND, cls)
-    return reg
+from .kernel import compile
+from .layers import Conv2d, registry
+from .schedule import get_template, list_templates
+from .target import get as get_target
+from .tune import tune
+from .tune.space import SearchSpace
+from .tune.strategies import STRATEGIES
+from .tune.suites import SUITES, get_suite
 
 
 def parse_value(text: str):
@@ -81,12 +62,11 @@ def parse_kv(items, what: str) -> dict:
 
 
 def make_layer(name: str, params: list):
-    reg = layer_registry()
-    cls = reg.get(name) or reg.get(name.lower())
-    if cls is None:
-        kinds = sorted({c.KIND for c in reg.values()})
-        raise ConvschedError(f"unknown layer '{name}'; known: {', '.join(kinds)} (or a class name: "
-                             f"{', '.join(sorted({c.__name__ for c in reg.values()}))})")
+    """A layer from its KIND or class name and name=value parameters (the layer registry)."""
+    try:
+        cls = registry.layer_class(name)
+    except LookupError as e:
+        raise ConvschedError(str(e)) from None
     kw = parse_kv(params, "layer parameter")
     fields = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in kw if k not in fields]
@@ -100,7 +80,6 @@ def make_layer(name: str, params: list):
 
 
 def _layers_from(args) -> list:
-    from .tune.suites import get_suite
     if getattr(args, "suite", None):
         if args.layer:
             raise ConvschedError("give a layer or --suite, not both")
@@ -118,7 +97,6 @@ def _short(layer) -> str:
 
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_tune(args):
-    from .tune import tune
     for layer in _layers_from(args):
         res = tune(layer, trials=args.trials, strategy=args.strategy, target=args.target, workers=args.workers,
                    timeout=args.timeout, log=args.log, templates=args.template or None,
@@ -129,15 +107,13 @@ def cmd_tune(args):
 
 
 def _compile(args, layer):
-    import convsched as cs
     knobs = parse_kv(args.knob or [], "knob")
     if knobs and not args.template:
         args.template = layer.default_template()
-    return cs.compile(layer, template=args.template, knobs=knobs or None, target=args.target, log=args.log)
+    return compile(layer, template=args.template, knobs=knobs or None, target=args.target, log=args.log)
 
 
 def cmd_compile(args):
-    from .tune.measure import _compare
     layer = make_layer(args.layer, args.params)
     k = _compile(args, layer)
     print(f"# {layer}\n# target {k.target.key}")
@@ -145,7 +121,7 @@ def cmd_compile(args):
     if args.describe:
         print(k.describe())
     xs = layer.random_inputs(0)
-    why = _compare(layer, k(*xs), layer.reference(*xs))
+    why = layer.mismatch(k(*xs), layer.reference(*xs))
     print("matches the numpy reference" if why is None else f"DISAGREES with the numpy reference: {why}")
     if args.bench:
         print(k.benchmark())
@@ -156,12 +132,11 @@ def cmd_compile(args):
 
 def _export(k, out):
     if not hasattr(k, "export"):
-        raise ConvschedError("exporting needs convsched.export (Kernel.export), which this installation lacks")
-    try:
-        path = k.export(out)
-    except (ImportError, NotImplementedError) as e:
-        raise ConvschedError(f"export is not available: {e}") from None
-    print(f"exported to {path or out}")
+        raise ConvschedError(f"{type(k).__name__} kernels cannot be exported (several compiled parts and glue)")
+    path = k.export(out)
+    m = json.loads((path / "manifest.json").read_text())
+    print(f"exported {k.layer} -> {path}/{m['library']}, {m['header']}, manifest.json  "
+          f"(entry {m['kernels'][0]['entry']})")
 
 
 def cmd_export(args):
@@ -171,16 +146,13 @@ def cmd_export(args):
 
 
 def cmd_bench(args):
-    import convsched as cs
-    from .tune import database
-    from .target import get
-    tgt = get(args.target)
+    tgt = get_target(args.target)
     rows = []
     for layer in _layers_from(args):
-        rec = database.best_record(layer, tgt, args.log)
+        rec = records.best_record(layer, tgt, args.log)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            k = cs.compile(layer, target=tgt, log=args.log)
+            k = compile(layer, target=tgt, log=args.log)
         t = k.benchmark(repeat=args.repeat)
         rows.append((_short(layer), "tuned" if rec else "default", k.schedule.template, t))
         print(f"{rows[-1][0]:<58} {rows[-1][1]:<8} {t.median_ms:9.3f} ms  {t.rate:8.1f} {t.unit}"
@@ -189,23 +161,21 @@ def cmd_bench(args):
 
 
 def cmd_show(args):
-    from .target import get
-    from .tune import database
-    tgt = get(args.target)
-    path = database.log_path(tgt, args.log)
-    recs = database.read(path)
+    tgt = get_target(args.target)
+    path = records.log_path(tgt, args.log)
+    recs = records.read(path)
     if not recs:
         print(f"no records in {path}")
         return 0
     layer = make_layer(args.layer, args.params) if args.layer else None
-    best = database.best_records(path, warn=False)
+    best = records.best_records(path, warn=False)
     print(f"{path}: {len(recs)} records, {len(best)} workloads with a verified record")
     for (wk, tk), r in sorted(best.items(), key=lambda kv: kv[0]):
         if layer is not None and wk != layer.workload_key:
             continue
         n = sum(1 for x in recs if x["workload_key"] == wk and (x.get("target") or {}).get("key") == tk)
         knobs = " ".join(f"{k}={v}" for k, v in sorted(r["knobs"].items()))
-        stale = "" if database.current(r, warn=False) else "  [template changed: ignored]"
+        stale = "" if records.current(r, warn=False) else "  [template changed: ignored]"
         print(f"- {r['layer']} {wk}\n    {n} trials; best {r['timing']['median_ms']:.3f} ms {r['rate']:.1f} "
               f"{r['unit']}: {r['template']} {knobs}  (target {tk}){stale}")
     if args.plot:
@@ -215,9 +185,9 @@ def cmd_show(args):
 
 
 def _plot(recs, best, layer, out):
-    import matplotlib
+    import matplotlib           # optional (the tune extra), and slow to import: only for --plot
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # after use("Agg"): no display needed
     fig, ax = plt.subplots(figsize=(8, 5))
     for (wk, tk) in best:
         if layer is not None and wk != layer.workload_key:
@@ -225,12 +195,11 @@ def _plot(recs, best, layer, out):
         ys, b = [], 0.0
         for r in recs:
             if r["workload_key"] == wk and (r.get("target") or {}).get("key") == tk:
-                if database_good(r):
+                if records.is_good(r):
                     b = max(b, r["rate"])
                 ys.append(b)
         label = best[(wk, tk)]["layer"] + " " + " ".join(
-            f"{k}={v}" for k, v in sorted(__import__("json").loads(wk).items()) if k in ("h", "cin", "cout", "kh",
-                                                                                          "stride", "c"))
+            f"{k}={v}" for k, v in sorted(json.loads(wk).items()) if k in ("h", "cin", "cout", "kh", "stride", "c"))
         ax.plot(range(1, len(ys) + 1), ys, label=label)
     ax.set_xlabel("trials")
     ax.set_ylabel("best so far (" + (next(iter(best.values()))["unit"] if best else "") + ")")
@@ -241,16 +210,10 @@ def _plot(recs, best, layer, out):
     fig.savefig(out, dpi=110)
 
 
-def database_good(r):
-    from .tune import database
-    return database.is_good(r)
-
-
 def cmd_list(args):
-    from .schedule import get_template, list_templates
     what = args.what
     if what == "layers":
-        for name, cls in sorted(layer_registry().items()):
+        for name, cls in sorted(registry.by_name().items()):
             if name != cls.KIND:
                 continue
             params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
@@ -260,11 +223,9 @@ def cmd_list(args):
             doc = (get_template(name).doc.splitlines() or [""])[0]
             print(f"{name:<32} {doc}")
     elif what == "knobs":
-        from .target import get
         if not args.layer:
             raise ConvschedError("list knobs needs a layer, e.g. `convsched list knobs conv2d h=56 cin=64`")
-        layer, tgt = make_layer(args.layer, args.params), get(args.target)
-        from .tune.space import SearchSpace
+        layer, tgt = make_layer(args.layer, args.params), get_target(args.target)
         space = SearchSpace(layer, tgt)
         for name in space.names:
             t = space.templates[name]
@@ -275,28 +236,23 @@ def cmd_list(args):
             print(f"{name}  does not apply: {why}")
         print(f"legal points: {space.size()}")
     elif what == "suites":
-        from .tune.suites import SUITES
         for name, fn in SUITES.items():
             print(f"{name}: " + "; ".join(_short(layer) for layer in fn()))
     elif what == "strategies":
-        from .tune.strategies import STRATEGIES
         print("auto, " + ", ".join(STRATEGIES))
     return 0
 
 
 def cmd_demo(args):
-    import tempfile
-    import convsched as cs
-    from .tune import tune
-    layer = cs.layers.Conv2d(h=28, w=28, cin=32, cout=32)
+    layer = Conv2d(h=28, w=28, cin=32, cout=32)
     print(f"demo: tune {layer} for {args.trials} trials (log in a temporary directory)")
     with tempfile.TemporaryDirectory(prefix="convsched-demo-") as d:
         res = tune(layer, trials=args.trials, log=d, timeout=args.timeout)
         print(res)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            default = cs.compile(layer, template=layer.default_template())
-            tuned = cs.compile(layer, log=d)
+            default = compile(layer, template=layer.default_template())
+            tuned = compile(layer, log=d)
         td, tt = default.benchmark(), tuned.benchmark()
         print(f"default template: {td}\ntuned:            {tt}\nspeed-up {td.median_ms / tt.median_ms:.2f}x")
     return 0

@@ -44,3 +44,11 @@ class TargetError(ConvschedError):
 
 class BuildError(ConvschedError):
     """TVM failed to compile a scheduled function (the schedule was legal, codegen was not)."""
+
+
+class GraphError(ConvschedError, ValueError):
+    """A malformed graph or fused layer: unknown node, shape or dtype mismatch along an edge, bad fusion."""
+
+
+class ExportError(ConvschedError):
+    """An export directory that cannot be written or loaded: missing or tampered files, no C compiler."""

@@ -48,10 +48,9 @@ if __name__ == "__main__":
     print(f"conv, default schedule: {t.rate:.1f} GFLOP/s on {t.threads} threads = "
           f"{100 * t.rate / peak['total']:.0f}% of the fp32 peak measured above (k.benchmark(): {t.pct_of_peak:.0f}% "
           f"of its {'measured' if t.peak_measured else 'modelled'} {t.peak:.0f})")
-    from convsched.tune import database
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # records of since-edited templates are skipped quietly here
-        record = database.best_record(conv, host)
+        record = cs.records.best_record(conv, host)
     if record:
         print()
         tuned = show("conv 3x3, best shipped tuning record", conv)

@@ -15,7 +15,7 @@ SAMPLES = {
         L.Conv2d(h=8, w=8, cin=16, cout=32, layout="NCHW"),
         L.Conv2d(h=17, w=23, cin=5, cout=4, stride=2, pad=1, layout="NCHW", bias=True, act="relu"),
         L.Conv2d(h=10, w=10, cin=8, cout=8, groups=8, layout="NHWC"),
-        # conv family (issue 3): residual epilogue, Winograd-eligible odd sizes with batch > 1, depthwise with
+        # conv family: residual epilogue, Winograd-eligible odd sizes with batch > 1, depthwise with
         # stride 2 and an epilogue, the blocked NCHWc layout
         L.Conv2d(n=2, h=9, w=11, cin=8, cout=16, bias=True, residual=True, act="relu"),
         L.Conv2d(h=17, w=23, cin=16, cout=16, groups=16, stride=2, pad=1, bias=True, act="relu"),
@@ -80,7 +80,7 @@ def _fused_samples():
 
 SAMPLES["fused"] = _fused_samples()
 
-# Binary layers (issue 4): odd channel counts, odd sizes, stride 2, both pad values, both comparisons.
+# Binary layers: odd channel counts, odd sizes, stride 2, both pad values, both comparisons.
 SAMPLES["binary_conv2d"] = [
     L.BinaryConv2d(h=9, w=11, cin=65, cout=3, pad=1, pad_value=1),
     L.BinaryConv2d(h=10, w=7, cin=100, cout=65, stride=2, pad=1, output="mismatch"),

@@ -1,4 +1,4 @@
-"""Binary layers (issue 4): exact equality with numpy references on random bits.
+"""Binary layers: exact equality with numpy references on random bits.
 
 Odd channel counts (1, 3, 63, 65, 100), odd image sizes, stride 2, both pad values, both outputs, both
 comparisons; both input forms (logical 0/1 and pre-packed words); kernels run on every target of the matrix
@@ -192,7 +192,7 @@ def test_portable_paths_run_without_vpopcntdq(target):
 
 
 def test_znver4_build_emits_vpopcntq():
-    from convsched.backend.binary import assembly, layer_assembly
+    from convsched.kernel import layer_assembly
     layer = L.BinaryConv2d(h=8, w=8, cin=128, cout=64, pad=1)
     tgt = cs.target.get("znver4")
     assert tgt.fast_popcount and tgt.vector_bits == 512
@@ -202,7 +202,7 @@ def test_znver4_build_emits_vpopcntq():
     k = cs.compile(layer, target="znver4")
     host = cs.target.host()
     if not tgt.missing_on(host):
-        assert "vpopcntq" in assembly(k)
+        assert "vpopcntq" in k.assembly()
         check_against_reference(layer, k)
     else:
         with pytest.raises(cs.TargetError, match="lacks"):

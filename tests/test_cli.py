@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 import convsched as cs
-from convsched.cli import layer_registry, main, make_layer, parse_value
-from convsched.tune import database
+from convsched import records
+from convsched.cli import main, make_layer, parse_value
+from convsched.layers.registry import by_name as layer_registry
 
 TINY = ["conv2d", "h=6", "w=6", "cin=8", "cout=16"]
 
@@ -72,12 +73,12 @@ def test_compile_bench_show_plot(capsys, tmp_path):
     assert rc == 0 and "no records" in out
     # a log with two workloads: show prints the best of each, --plot draws best-so-far curves
     host = cs.target.host()
-    path = database.log_path(host, tmp_path)
+    path = records.log_path(host, tmp_path)
     t = cs.schedule.get_template("conv2d/nhwc_direct")
     for layer in (cs.layers.Conv2d(h=6, w=6, cin=8, cout=16), cs.layers.Conv2d(h=6, w=6, cin=8, cout=8)):
         d = t.defaults(layer, host)
         for i, ms in enumerate((3.0, 1.0, 2.0)):
-            database.append(path, database.make_record(
+            records.append(path, records.make_record(
                 layer, host, t.name, {**d, "unroll_kw": bool(i % 2)}, "ok",
                 timing={"median_ms": ms, "p10_ms": ms, "p90_ms": ms, "runs": 3}, rate=1 / ms, unit="GFLOP/s"))
     png = tmp_path / "best.png"
@@ -92,7 +93,7 @@ def test_tune_command_end_to_end(capsys, tmp_path):
     rc, out, _ = run(capsys, "tune", *TINY, "--trials", "2", "--strategy", "random", "--workers", "1",
                      "--template", "conv2d/nhwc_direct", "--log", str(tmp_path), "--quiet")
     assert rc == 0 and "best: conv2d/nhwc_direct" in out
-    recs = database.read(database.log_path(cs.target.host(), tmp_path))
+    recs = records.read(records.log_path(cs.target.host(), tmp_path))
     assert len(recs) == 2 and all(r["status"] == "ok" for r in recs)
 
 

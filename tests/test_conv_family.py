@@ -1,4 +1,4 @@
-"""Issue 3, the convolution family: algorithms x layouts x templates against reference(), the residual
+"""The convolution family: algorithms x layouts x templates against reference(), the residual
 epilogue, the blocked NCHWc layout with pre-packed weights, layout transforms, and clear errors.
 
 (tests/test_templates.py also runs every template over sampled knobs on tests/layer_samples.py.)

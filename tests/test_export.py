@@ -1,4 +1,4 @@
-"""Exported kernels (issue 7): library + header + manifest, cs.load, several kernels per library, the C and C++
+"""Exported kernels: library + header + manifest, cs.load, several kernels per library, the C and C++
 example built with gcc, wrong arguments through the C entry points, missing CPU features, tampered files."""
 import ctypes
 import json
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import convsched as cs
-from convsched.export import ExportError, export, load, load_all
+from convsched.export import ExportError, export
+from convsched.kernel import load, load_all
 from conftest import check_against_reference
 
 warnings.filterwarnings("ignore", message="no tuning record")
@@ -166,8 +167,8 @@ def test_export_again_into_the_same_directory(tmp_path):
 
 
 def test_cli_export(tmp_path):
-    from convsched.export import main
-    assert main(["Conv2d", "h=6", "w=6", "cin=8", "cout=8", "stride=1,1", "--out", str(tmp_path / "cli")]) == 0
+    from convsched.cli import main
+    assert main(["export", "Conv2d", "h=6", "w=6", "cin=8", "cout=8", "stride=1,1", "--out", str(tmp_path / "cli")]) == 0
     k = cs.load(tmp_path / "cli")
     assert k.layer == L.Conv2d(h=6, w=6, cin=8, cout=8)
     check_against_reference(k.layer, k)

@@ -12,7 +12,7 @@ import pytest
 import convsched as cs
 from conftest import NOT_EXECUTABLE, check_against_reference
 from convsched.backend import peaks
-from convsched.backend.binary import assembly, layer_assembly
+from convsched.kernel import layer_assembly
 
 L = cs.layers
 T = cs.target
@@ -186,7 +186,7 @@ def test_cut_tail_keeps_vector_code(host):
     lanes = host.lanes("float32")
     layer = L.Add(h=4, w=4, c=3 * lanes + 5)
     reg = {512: "%zmm", 256: "%ymm", 128: "%xmm"}[host.vector_bits]
-    cut = assembly(cs.compile(layer, schedule=_add_schedule("cut", lanes)))
+    cut = cs.compile(layer, schedule=_add_schedule("cut", lanes)).assembly()
     assert "gather" not in cut and "scatter" not in cut
     assert any(ln.split()[0].startswith(("vmovups", "vmovaps", "vaddps", "movups", "addps")) and
                (reg in ln or reg == "%xmm") for ln in cut.splitlines() if ln.startswith("\t"))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import convsched as cs
-from convsched.tune import database
+from convsched import records
 from convsched.tune.space import Candidate, SearchSpace
 from convsched.tune.strategies import CostModel, Evolutionary, Exhaustive, make_strategy
 
@@ -122,7 +122,7 @@ def test_cost_model_learns_a_simple_landscape(host):
 
 # ------------------------------------------------------------------------------------------------ the log
 def _rec(layer, target, template, knobs, ms, status="ok"):
-    return database.make_record(layer, target, template, knobs, status,
+    return records.make_record(layer, target, template, knobs, status,
                                 timing={"median_ms": ms, "p10_ms": ms, "p90_ms": ms, "runs": 3} if status == "ok"
                                 else None, rate=1.0 / ms, unit="GFLOP/s")
 
@@ -131,27 +131,27 @@ def test_log_skips_corrupt_lines_and_picks_the_best_verified_record(tmp_path, ho
     log = tmp_path / "t.jsonl"
     d = cs.schedule.get_template("conv2d/nhwc_direct").defaults(TINY, host)
     other = {**d, "unroll_kw": not d["unroll_kw"]}
-    database.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 2.0))
+    records.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 2.0))
     with open(log, "a") as f:
         f.write("this is not json\n")
         f.write('{"truncated": tr\n')
         f.write("\x00\x01garbage\n")
-    database.append(log, _rec(TINY, host, "conv2d/nhwc_direct", other, 1.0))
-    database.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 0.5, status="wrong"))   # not verified
+    records.append(log, _rec(TINY, host, "conv2d/nhwc_direct", other, 1.0))
+    records.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 0.5, status="wrong"))   # not verified
     r = _rec(TINY, host, "conv2d/nhwc_direct", d, 0.1)
     r["target"] = {**r["target"], "key": "some_other_cpu"}                                 # other target
-    database.append(log, r)
+    records.append(log, r)
     with open(log, "ab") as f:
         f.write(b'{"workload_key": "half a li')                                              # killed writer
     with pytest.warns(UserWarning, match="skipped 4 corrupt"):
-        recs = database.read(log)
+        recs = records.read(log)
     assert len(recs) == 4
-    assert database.best_record(TINY, host, log) == ("conv2d/nhwc_direct", other)
+    assert records.best_record(TINY, host, log) == ("conv2d/nhwc_direct", other)
     # the next append starts on a fresh line, so nothing is lost after a torn line
-    database.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 0.9))
+    records.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 0.9))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert len(database.read(log)) == 5
+        assert len(records.read(log)) == 5
 
 
 def test_records_of_a_changed_template_are_ignored_with_a_warning(tmp_path, host):
@@ -159,26 +159,26 @@ def test_records_of_a_changed_template_are_ignored_with_a_warning(tmp_path, host
     d = cs.schedule.get_template("conv2d/nhwc_direct").defaults(TINY, host)
     r = _rec(TINY, host, "conv2d/nhwc_direct", d, 1.0)
     r["template_hash"] = "0123456789abcdef"
-    database.append(log, r)
+    records.append(log, r)
     with pytest.warns(UserWarning, match="source changed"):
-        assert database.best_record(TINY, host, log) is None
+        assert records.best_record(TINY, host, log) is None
     # once the template is re-tuned for this workload, its old records are history: used never, warned never
-    database.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 2.0))
-    database._hash_warned.clear()
+    records.append(log, _rec(TINY, host, "conv2d/nhwc_direct", d, 2.0))
+    records._hash_warned.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert database.best_record(TINY, host, log) == ("conv2d/nhwc_direct", d)
+        assert records.best_record(TINY, host, log) == ("conv2d/nhwc_direct", d)
 
 
 def test_compile_uses_the_best_record_else_warns_once(tmp_path, host, monkeypatch):
-    import convsched.kernel
-    monkeypatch.setattr(convsched.kernel, "_warned", set())  # other tests may have compiled `other` already
+    import convsched.kernel.compiler
+    monkeypatch.setattr(convsched.kernel.compiler, "_warned", set())  # other tests may have compiled `other` already
     log = tmp_path / "logs"
     tmpl = cs.schedule.get_template("conv2d/nhwc_direct")
     d = tmpl.defaults(TINY, host)
     knobs = {**d, "ow_tile": 2, "unroll_kw": True}
     assert tmpl.constraint(TINY, host, knobs) is True and knobs != d
-    database.append(database.log_path(host, log), _rec(TINY, host, "conv2d/nhwc_direct", knobs, 0.01))
+    records.append(records.log_path(host, log), _rec(TINY, host, "conv2d/nhwc_direct", knobs, 0.01))
     k = cs.compile(TINY, log=log)
     assert k.schedule.template == "conv2d/nhwc_direct" and k.schedule.knob_dict == knobs
     other = cs.layers.Conv2d(h=6, w=6, cin=8, cout=8)
@@ -191,9 +191,9 @@ def test_compile_uses_the_best_record_else_warns_once(tmp_path, host, monkeypatc
 
 _APPENDER = """
 import sys
-from convsched.tune import database
+from convsched import records
 for i in range(int(sys.argv[2])):
-    database.append(sys.argv[1], {"workload_key": "w", "template": "t", "writer": sys.argv[3], "i": i,
+    records.append(sys.argv[1], {"workload_key": "w", "template": "t", "writer": sys.argv[3], "i": i,
                                   "pad": "x" * (i * 37 % 5000)})
 """
 
@@ -204,7 +204,7 @@ def test_several_writers_append_to_one_log_at_once(tmp_path):
     assert all(p.wait(120) == 0 for p in procs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # no corrupt line at all
-        recs = database.read(log)
+        recs = records.read(log)
     assert len(recs) == 1200
     for w in range(4):
         assert sorted(r["i"] for r in recs if r["writer"] == str(w)) == list(range(300))
@@ -222,7 +222,7 @@ def test_faulty_candidates_are_recorded_and_the_search_goes_on(tmp_path, faulty_
     assert status["raise"]["status"] == "invalid" and "broken on purpose" in status["raise"]["error"]
     assert status["ok"]["status"] == "ok" and status["ok"]["verified"] and status["ok"]["timing"]["median_ms"] > 0
     assert res.best["knobs"] == {"mode": "ok"}
-    assert len(database.read(log)) == 4
+    assert len(records.read(log)) == 4
     # a layer whose outputs disagree with reference() is never timed
     wrong = cs.tune(WrongReferenceConv(h=6, w=6, cin=8, cout=16), trials=1, templates=["conv2d/nhwc_direct"],
                     log=tmp_path / "wrong.jsonl", timeout=30, workers=1, progress=False)
@@ -244,7 +244,7 @@ def test_tuning_resumes_and_a_killed_tuner_loses_nothing(tmp_path, host):
         p.wait(10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # every line written is whole
-        before = database.read(log)
+        before = records.read(log)
     assert len(before) >= 3
     assert all(json.loads(line) for line in log.read_text().splitlines())
     res = cs.tune(TINY, trials=2, strategy="random", log=log, timeout=30, workers=1, progress=False)
@@ -298,3 +298,24 @@ def test_tuning_through_an_rpc_tracker_with_two_servers(tmp_path):
     time.sleep(0.5)
     alive = [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert not alive, f"processes left running: {alive}"
+
+
+def test_shipped_records_rebuild_their_workloads():
+    """Every shipped record's workload key is what today's layer class builds from it: a layer field added or
+    renamed would orphan the shipped records without a word, so it fails here instead."""
+    from convsched.layers import registry
+    logs = sorted((ROOT / "tuning_logs").glob("*.jsonl"))
+    assert logs, "no shipped tuning logs"
+    checked = set()
+    for log in logs:
+        for r in records.read(log):
+            if r["workload_key"] in checked:
+                continue
+            params = json.loads(r["workload_key"])
+            kind = params.pop("layer")
+            cls = registry.layer_class(r["layer"])
+            assert cls.KIND == kind
+            layer = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+            assert layer.workload_key == r["workload_key"], (log.name, r["layer"])
+            checked.add(r["workload_key"])
+    assert len(checked) >= 10

@@ -10,8 +10,8 @@ import pytest
 
 import convsched as cs
 from convsched.layers.loss_delta import LossDelta
-from convsched.layers.loss_delta_kernel import best_recipes
-from convsched.tune import database
+from convsched import records
+from convsched.kernel.compiler import tuned_parts
 from convsched.tune.suites import get_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,19 +20,12 @@ TINY_LD = LossDelta(h=6, w=6, cin=4, cout=4, classes=3)
 
 @dataclass(frozen=True)
 class CorruptDeltasLossDelta(LossDelta):
-    """A LossDelta whose compiled delta part adds 1 to one conv delta: every candidate must be "wrong"."""
+    """A LossDelta whose kernel's numpy glue adds 1 to one FC delta: every candidate must be "wrong"."""
 
-    def compile_kernel(self, **kw):
-        k = super().compile_kernel(**kw)
-        part = k._part("deltas")
-        good = part.built
-
-        def corrupt(*args):
-            good(*args)
-            args[-1].flat[0] += 1          # the output array is the last argument
-
-        part.built = corrupt
-        return k
+    def fc_deltas(self, info):
+        d = super().fc_deltas(info)
+        d.flat[0] += 1
+        return d
 
 
 def _load(path, name):
@@ -51,7 +44,7 @@ def test_tuning_a_tiny_loss_delta_writes_verified_records_and_compile_uses_them(
         assert r["status"] == "ok" and r["verified"] and r["error"] is None, r
         assert r["timing"]["median_ms"] > 0 and r["timing"]["threads"] >= 1 and r["unit"] == "G bit-MAC/s"
         assert r["target"]["key"] == host.key and r["workload_key"] == TINY_LD.workload_key
-    assert len(database.records_for(TINY_LD, host, tmp_path)) == 3
+    assert len(records.records_for(TINY_LD, host, tmp_path)) == 3
     # compile() takes each part's fastest verified record
     # (a record at its template's defaults is the default configuration: a sample of both parts' defaults)
     names = {"forward": "loss_delta/forward", "deltas": "loss_delta/deltas"}
@@ -78,11 +71,11 @@ def test_tuning_a_tiny_loss_delta_writes_verified_records_and_compile_uses_them(
         knob = next(kk for kk, v in space.items() if len(v) > 1)
         kn = {**d, knob: next(v for v in space[knob] if v != d[knob])}
         assert t.constraint(TINY_LD, host, kn) is True
-        rec = database.make_record(TINY_LD, host, name, kn, "ok", timing={"median_ms": 1e-6, "p10_ms": 1e-6,
+        rec = records.make_record(TINY_LD, host, name, kn, "ok", timing={"median_ms": 1e-6, "p10_ms": 1e-6,
                                    "p90_ms": 1e-6, "runs": 1, "threads": 1}, rate=1.0, unit="G bit-MAC/s")
-        database.append(database.log_path(host, tmp_path), rec)
+        records.append(records.log_path(host, tmp_path), rec)
         picks[t.algorithm] = kn
-    assert best_recipes(TINY_LD, host, tmp_path) == {"forward": ("loss_delta/forward", picks["forward"]),
+    assert tuned_parts(TINY_LD, host, tmp_path) == {"forward": ("loss_delta/forward", picks["forward"]),
                                                      "deltas": ("loss_delta/deltas", picks["deltas"])}
     k = cs.compile(TINY_LD, log=tmp_path)
     assert {a: k.schedules[a].knob_dict for a in ("forward", "deltas")} == picks
@@ -105,7 +98,7 @@ def test_a_corrupt_part_is_caught_as_wrong_and_never_timed(tmp_path):
         assert r["timing"] is None and not r["verified"] and "differ from the reference" in r["error"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert best_recipes(layer, cs.target.host(), tmp_path) == {}
+        assert tuned_parts(layer, cs.target.host(), tmp_path) == {}
 
 
 def test_tuning_oracle_is_the_definition_when_cheap_else_fast_numpy(monkeypatch):
@@ -171,14 +164,14 @@ def test_a_record_of_the_default_configuration_counts_for_both_parts(tmp_path, h
     fwd, dl = (cs.schedule.get_template(n) for n in ("loss_delta/forward", "loss_delta/deltas"))
     fd, dd = fwd.defaults(TINY_LD, host), dl.defaults(TINY_LD, host)
     other = {**dd, "parallel": not dd["parallel"]}
-    path = database.log_path(host, tmp_path)
+    path = records.log_path(host, tmp_path)
 
     def rec(t, kn, ms):
-        return database.make_record(TINY_LD, host, t, kn, "ok", timing={"median_ms": ms, "p10_ms": ms,
+        return records.make_record(TINY_LD, host, t, kn, "ok", timing={"median_ms": ms, "p10_ms": ms,
                                     "p90_ms": ms, "runs": 1, "threads": 1}, rate=1.0, unit="G bit-MAC/s")
-    database.append(path, rec("loss_delta/deltas", dd, 3.0))      # the defaults, measured as a deltas candidate
-    database.append(path, rec("loss_delta/deltas", other, 2.0))   # beats that sample ...
-    assert best_recipes(TINY_LD, host, tmp_path)["deltas"] == ("loss_delta/deltas", other)
-    database.append(path, rec("loss_delta/forward", fd, 1.0))     # ... but not the defaults' forward-side sample
-    assert best_recipes(TINY_LD, host, tmp_path) == {"forward": ("loss_delta/forward", fd),
+    records.append(path, rec("loss_delta/deltas", dd, 3.0))      # the defaults, measured as a deltas candidate
+    records.append(path, rec("loss_delta/deltas", other, 2.0))   # beats that sample ...
+    assert tuned_parts(TINY_LD, host, tmp_path)["deltas"] == ("loss_delta/deltas", other)
+    records.append(path, rec("loss_delta/forward", fd, 1.0))     # ... but not the defaults' forward-side sample
+    assert tuned_parts(TINY_LD, host, tmp_path) == {"forward": ("loss_delta/forward", fd),
                                                      "deltas": ("loss_delta/deltas", dd)}

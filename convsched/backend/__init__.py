@@ -19,18 +19,15 @@ import tvm  # noqa: E402
 from tvm import s_tir, te, tirx  # noqa: E402
 
 from ..errors import BuildError, ScheduleError  # noqa: E402
-from ..schedule.steps import TAILS  # noqa: E402
 
 expr = tirx          # expression helpers for layer declarations: if_then_else, all, popcount, const, ...
 TVM_VERSION = tvm.__version__
 
-__all__ = ["te", "expr", "TVM_VERSION", "LiveSchedule", "Built", "build", "host_cpu_name",
-           "host_cpu_features", "cpu_features", "compute_stages", "num_threads"]
+__all__ = ["te", "expr", "TVM_VERSION", "LiveSchedule", "Built", "build", "compute_stages", "num_threads",
+           "shrink_factors"]
 
-
-# ---------------------------------------------------------------------------------------------- the CPU
-# LLVM's CPU probing lives in backend/cpu.py, which registers itself with convsched.target on import.
-from .cpu import cpu_features, host_cpu_features, host_cpu_name  # noqa: E402
+# LLVM's answers about CPUs (the host's name and CPUID features, any CPU's feature table) live in backend/cpu.py,
+# which registers itself with convsched.target when imported (the package root imports it first).
 
 
 def num_threads() -> int:
@@ -155,8 +152,8 @@ class LiveSchedule:
             raise ScheduleError(f"split into {len(st.factors)} loops needs {len(st.factors)} names",
                                 stage=st.stage, axis=st.axis, step=st.text(), **_where(st))
         tail = getattr(st, "tail", "guard")
-        if tail not in TAILS:
-            raise ScheduleError(f"unknown tail policy {tail!r}; policies are {', '.join(TAILS)}",
+        if tail not in ("guard", "cut", "shrink"):       # what each means: convsched.schedule.steps.TAILS
+            raise ScheduleError(f"unknown tail policy {tail!r}; policies are guard, cut, shrink",
                                 stage=st.stage, axis=st.axis, step=st.text(), **_where(st))
         factors = list(st.factors)
         extent = self._extent(loop)

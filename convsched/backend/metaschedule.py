@@ -5,7 +5,7 @@
     res["best_ms"], res["wall_s"], res["best_schedule"]  # and time_best(res) re-times the best one our way
 
 The default builder imports tvm.s_tir.tensor_intrin in every worker (~15 s; builds time out on a busy
-machine), so a plain tvm.tirx.build is used instead (../shared/TVM_NOTES.md). The cost model is "random"
+machine), so a plain tvm.tirx.build is used instead. The cost model is "random"
 (xgboost is not installed); the search itself is MetaSchedule's evolutionary search over its own
 post-order-apply space. Its database ignores the target: we give each run a fresh work_dir.
 """
@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import subprocess
+import sys
 import time
 
+import numpy as np
 import tvm
 from tvm import te
 from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
 
 def _plain_build(mod, target, _params):
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     return tvm.tirx.build(mod, target=target)
 
@@ -78,7 +82,6 @@ def _records(work_dir: str) -> list:
 
 def time_best(res: dict, layer, repeat: int = 15, min_repeat_ms: int = 20) -> float | None:
     """Median ms of MetaSchedule's best schedule, timed with the same time_evaluator settings as convsched."""
-    import numpy as np
     sch = res["best_schedule"]
     if sch is None:
         return None
@@ -116,9 +119,6 @@ def time_libraries_isolated(layer, paths: dict, rounds: int = 5, repeat: int = 5
     """{name: median ms} for exported libraries of `layer`, timed in ONE fresh process, interleaved (A B A B
     ...) so that load changes on a shared machine hit all of them alike. The tuning process's own state (thread
     pools left spinning by a tuner) cannot skew the result."""
-    import pickle
-    import subprocess
-    import sys
     blob = pickle.dumps({"layer": layer, "paths": paths, "rounds": rounds, "repeat": repeat,
                          "min_repeat_ms": min_repeat_ms})
     code = "import sys; from convsched.backend.metaschedule import _time_main; _time_main()"
@@ -129,9 +129,6 @@ def time_libraries_isolated(layer, paths: dict, rounds: int = 5, repeat: int = 5
 
 
 def _time_main():
-    import pickle
-    import sys
-    import numpy as np
     cfg = pickle.loads(sys.stdin.buffer.read())
     layer = cfg["layer"]
     dev = tvm.cpu(0)

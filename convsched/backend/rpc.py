@@ -1,7 +1,7 @@
 """TVM's RPC tracker and servers: measuring kernels on other machines (the only RPC code that touches TVM).
 
     check_tracker("127.0.0.1:9190", key)           # ConvschedError if the tracker is down (or has no such key)
-    remote_check_and_time(kernel, arrays, ("127.0.0.1:9190", "key"), repeat, min_repeat_ms, timeout)
+    remote_run_and_time(built, args, out_specs, ("127.0.0.1:9190", "key"), repeat, min_repeat_ms, timeout)
     with local_cluster(n_servers=2, key="k") as addr: ...   # a tracker + servers on 127.0.0.1 (tests, demos)
 
 A remote run: the kernel is exported to a shared library here, uploaded to a server the tracker picks for the
@@ -59,27 +59,24 @@ def queue_keys(summary: dict) -> dict:
     return out
 
 
-def remote_check_and_time(kernel, arrays, rpc_cfg, repeat: int, min_repeat_ms: int, timeout: float):
-    """Run `kernel` on a server of the tracker's queue `key`: (outputs as the layer returns them, seconds list)."""
-    from ..kernel import as_kernel_arg
+def remote_run_and_time(built, args, out_specs, rpc_cfg, repeat: int, min_repeat_ms: int, timeout: float):
+    """Run a compiled function (a Built) on a server of the tracker's queue `key`, on `args` (checked, aligned
+    arrays): -> (the output arrays, seconds per call, one per repeat)."""
     addr, key = rpc_cfg
     host, port = parse_addr(addr)
-    layer = kernel.layer
     with tempfile.TemporaryDirectory(prefix="convsched-rpc-") as d:
         lib = os.path.join(d, f"cand_{os.getpid()}_{time.monotonic_ns()}.so")
-        kernel._built.executable.export_library(lib)
+        built.executable.export_library(lib)
         remote = _rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=int(timeout) + 1)
         remote.upload(lib)
         mod = remote.load_module(os.path.basename(lib))
     dev = remote.cpu(0)
-    specs = layer.input_specs()
-    xs = [as_kernel_arg(a, s, "input") for a, s in zip(layer.prepare_inputs(list(arrays)), specs)]
-    args = [tvm.runtime.tensor(a, dev) for a in xs]
-    outs = [tvm.runtime.empty(tuple(s.shape), s.dtype, dev) for s in layer.output_specs()]
-    mod["main"](*args, *outs)
-    got = layer.finish_outputs([o.numpy() for o in outs])
+    remote_args = [tvm.runtime.tensor(a, dev) for a in args]
+    outs = [tvm.runtime.empty(tuple(s.shape), s.dtype, dev) for s in out_specs]
+    mod["main"](*remote_args, *outs)
+    got = [o.numpy() for o in outs]
     ev = mod.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    secs = list(ev(*args, *outs).results)
+    secs = list(ev(*remote_args, *outs).results)
     return got, secs
 
 
@@ -101,7 +98,7 @@ def _wait_port(port: int, timeout: float) -> None:
 
 def kill_tree(proc: subprocess.Popen, timeout: float = 5.0) -> None:
     """Stop a process and every process below it (TVM's tracker and servers listen in a child process)."""
-    import psutil
+    import psutil       # optional: the tune extra (only local clusters need it)
     try:
         parent = psutil.Process(proc.pid)
         procs = parent.children(recursive=True) + [parent]

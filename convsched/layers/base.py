@@ -1,6 +1,9 @@
 """What every layer is: a frozen dataclass of its parameters with declare(), reference(), ops().
 
-Layers say WHAT is computed, never how: declare() builds TE stages and never reads a knob.
+Layers say WHAT is computed, never how: declare() builds TE stages and never reads a knob. A declaration takes
+its input tensors, as TOPI's computes do: declare(inputs={"x": producer_stage}, prefix="c2_") reads an earlier
+layer's stage instead of a placeholder and names its own stages "c2_conv", "c2_bias", ...; that is all a
+fused kernel needs to chain several layers in one function.
 """
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, NamedTuple
 
 import numpy as np
+
+from ..backend import te
+from . import registry
 
 
 class TensorSpec(NamedTuple):
@@ -19,7 +25,8 @@ class TensorSpec(NamedTuple):
 
 @dataclass
 class Declaration:
-    """TE tensors of a layer: the kernel's arguments are inputs then outputs, in this order."""
+    """TE tensors of a layer: the kernel's arguments are inputs then outputs, in this order. inputs holds the
+    placeholders the declaration created (arguments given as tensors by the caller are not among them)."""
     inputs: list
     outputs: list
 
@@ -32,6 +39,14 @@ class Layer:
     exact: ClassVar[bool] = False           # integer/bit outputs: tests compare exactly
     ALGORITHMS: ClassVar[tuple] = ("direct",)  # declarations declare(algorithm=...) offers; templates pick one
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        registry.register(cls)
+
+    def __post_init__(self):
+        """Where a layer checks its parameters (ValueError naming the field); subclasses that add checks
+        call super().__post_init__() first."""
+
     # -- to be provided by each layer
     def input_specs(self) -> list[TensorSpec]:
         raise NotImplementedError
@@ -39,8 +54,11 @@ class Layer:
     def output_specs(self) -> list[TensorSpec]:
         raise NotImplementedError
 
-    def declare(self, algorithm: str = "direct") -> Declaration:
-        """TE stages of `algorithm` (see ALGORITHMS). Same inputs and outputs whatever the algorithm."""
+    def declare(self, algorithm: str = "direct", *, inputs: dict | None = None, prefix: str = "") -> Declaration:
+        """TE stages of `algorithm` (see ALGORITHMS); same inputs and outputs whatever the algorithm.
+
+        inputs: {argument name: TE tensor} for arguments computed elsewhere (they must match the argument's
+        spec); the other arguments become placeholders. prefix: prepended to every placeholder and stage name."""
         raise NotImplementedError
 
     def reference(self, *arrays):
@@ -53,6 +71,11 @@ class Layer:
     def default_template(self) -> str:
         raise NotImplementedError
 
+    @classmethod
+    def template_dir(cls):
+        """A directory of templates for this layer kind besides the shipped ones (custom layers), or None."""
+        return None
+
     # -- shared
     @property
     def workload_key(self) -> str:
@@ -61,6 +84,29 @@ class Layer:
 
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def arguments(self, inputs: dict | None, prefix: str) -> tuple[dict, list]:
+        """({argument name: tensor}, [new placeholders]) for every argument of input_specs(): the tensor
+        `inputs` gives for it (checked against the spec), else a new placeholder named prefix + name."""
+        inputs = dict(inputs or {})
+        specs = self.input_specs()
+        unknown = sorted(set(inputs) - {s.name for s in specs})
+        if unknown:
+            raise ValueError(f"{type(self).__name__} declares no input named {', '.join(unknown)} "
+                             f"(its inputs are {', '.join(s.name for s in specs)})")
+        args, fresh = {}, []
+        for s in specs:
+            t = inputs.get(s.name)
+            if t is None:
+                t = te.placeholder(tuple(s.shape), s.dtype, name=prefix + s.name)
+                fresh.append(t)
+            else:
+                got = tuple(int(d) for d in t.shape)
+                if got != tuple(int(d) for d in s.shape) or str(t.dtype) != str(s.dtype):
+                    raise ValueError(f"{type(self).__name__}: input '{s.name}' is given a tensor of shape {got} "
+                                     f"{t.dtype}, but the layer declares it as {tuple(s.shape)} {s.dtype}")
+            args[s.name] = t
+        return args, fresh
 
     def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
         """Random inputs in the kernel's argument order (floats in [-1, 1), ints and bits uniform)."""
@@ -80,6 +126,27 @@ class Layer:
     def tolerance(self) -> tuple[float, float]:
         """(rtol, atol) for comparing float outputs with reference()."""
         return (1e-4, 1e-4)
+
+    def mismatch(self, got, want) -> str | None:
+        """None if a kernel's outputs equal reference()'s (exactly for integer and bit outputs, within
+        tolerance() for floats), else why not: what the tuner and `convsched compile` check before timing."""
+        gots = got if isinstance(got, tuple) else (got,)
+        wants = want if isinstance(want, tuple) else (want,)
+        if len(gots) != len(wants):
+            return f"{len(gots)} outputs, reference has {len(wants)}"
+        for i, (g, w) in enumerate(zip(gots, wants)):
+            g, w = np.asarray(g), np.asarray(w)
+            if g.shape != w.shape:
+                return f"output {i}: shape {g.shape}, reference {w.shape}"
+            if self.exact or np.dtype(w.dtype).kind in "iub":
+                if not np.array_equal(g, w):
+                    return f"output {i}: {int(np.sum(g != w))} of {g.size} elements differ from the reference"
+            else:
+                rtol, atol = self.tolerance()
+                if not np.allclose(g, w, rtol=rtol, atol=atol, equal_nan=False):
+                    err = float(np.nanmax(np.abs(g.astype(np.float64) - w)))
+                    return f"output {i}: max abs error {err:.3g} exceeds tolerance (rtol {rtol}, atol {atol})"
+        return None
 
     def prepare_inputs(self, arrays: list) -> list:
         """Convert user arrays to the kernel's argument arrays (e.g. pack bits). Default: unchanged."""
@@ -103,7 +170,24 @@ def pair(v) -> tuple[int, int]:
     return int(v), int(v)
 
 
+def canon_pair(v):
+    """Pairs with equal halves are stored as one int, so equal layers have equal workload keys."""
+    if isinstance(v, (list, tuple)):
+        a, b = pair(v)
+        return a if a == b else (a, b)
+    return v
+
+
+def conv_out_size(size: int, k: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
+    return (size + pad_before + pad_after - dilation * (k - 1) - 1) // stride + 1
+
+
 def check_positive(layer, **values) -> None:
     for k, v in values.items():
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
             raise ValueError(f"{type(layer).__name__}: {k} must be a positive integer, got {v!r}")
+
+
+def check_choice(layer, field: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{type(layer).__name__}: {field} must be one of {choices}, got {value!r}")

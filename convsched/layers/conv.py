@@ -2,8 +2,8 @@
 optional fused epilogue (bias, residual add, ReLU).
 
 Which algorithm runs is the schedule's choice (a template's ALGORITHM): every algorithm declares the same
-inputs and outputs, so a tuner can search across them. Numpy helpers for the blocked layout (nchwc_pack,
-nchwc_unpack, pack_weights_nchwc) live here too; layers.layout offers the same transforms as kernels.
+inputs and outputs, so a tuner can search across them. The numpy helpers of the blocked and panel layouts
+(nchwc_pack, pack_weights_nchwc, pack_weights_panels, ...) live in layers.layout.
 """
 from __future__ import annotations
 
@@ -13,108 +13,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Declaration, Layer, TensorSpec, check_positive, pair
+from ..backend import expr, te
+from .base import Declaration, Layer, TensorSpec, canon_pair, check_positive, conv_out_size, pair
+from .layout import (nchwc_pack, nchwc_unpack, pack_weights_nchwc, pack_weights_panels, unpack_weights_nchwc,
+                     unpack_weights_panels)
+from .winograd import winograd_conv
 
 LAYOUTS = ("NHWC", "NCHW", "NCHWc")
 ACTIVATIONS = (None, "relu")
-
-
-def conv_out_size(size: int, k: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
-    return (size + pad_before + pad_after - dilation * (k - 1) - 1) // stride + 1
-
-
-def _canon(v):
-    """Pairs with equal halves are stored as one int, so equal layers have equal workload keys."""
-    if isinstance(v, (list, tuple)):
-        a, b = pair(v)
-        return a if a == b else (a, b)
-    return v
-
-
-# ------------------------------------------------------------------------------ blocked layout (numpy)
-def nchwc_pack(x: np.ndarray, cblock: int, src: str = "NCHW") -> np.ndarray:
-    """(n, c, h, w) [or (n, h, w, c) with src="NHWC"] -> (n, c/cblock, h, w, cblock), contiguous."""
-    if src == "NHWC":
-        x = np.transpose(x, (0, 3, 1, 2))
-    n, c, h, w = x.shape
-    if c % cblock:
-        raise ValueError(f"nchwc_pack: {c} channels are not a multiple of the block {cblock}")
-    return np.ascontiguousarray(x.reshape(n, c // cblock, cblock, h, w).transpose(0, 1, 3, 4, 2))
-
-
-def nchwc_unpack(x: np.ndarray, dst: str = "NCHW") -> np.ndarray:
-    """(n, c/cb, h, w, cb) -> (n, c, h, w) [or (n, h, w, c) with dst="NHWC"], contiguous."""
-    n, cbn, h, w, cb = x.shape
-    y = x.transpose(0, 1, 4, 2, 3).reshape(n, cbn * cb, h, w)
-    return np.ascontiguousarray(y.transpose(0, 2, 3, 1) if dst == "NHWC" else y)
-
-
-def pack_weights_nchwc(w_oihw: np.ndarray, cblock: int) -> np.ndarray:
-    """OIHW (cout, cin, kh, kw) -> (cout/cb, cin/cb, kh, kw, cb_in, cb_out): the NCHWc kernel's weights.
-
-    The innermost axis is a vector of cb output channels, so the micro-kernel loads one weight vector per
-    (input channel, tap) and broadcasts one input scalar against it."""
-    o, i, kh, kw = w_oihw.shape
-    if o % cblock or i % cblock:
-        raise ValueError(f"pack_weights_nchwc: cout={o} and cin={i} must be multiples of the block {cblock}")
-    w = w_oihw.reshape(o // cblock, cblock, i // cblock, cblock, kh, kw)
-    return np.ascontiguousarray(w.transpose(0, 2, 4, 5, 3, 1))
-
-
-def unpack_weights_nchwc(wp: np.ndarray) -> np.ndarray:
-    """Inverse of pack_weights_nchwc: -> OIHW."""
-    ob, ib, kh, kw, ci, co = wp.shape
-    return np.ascontiguousarray(wp.transpose(0, 5, 1, 4, 2, 3).reshape(ob * co, ib * ci, kh, kw))
-
-
-def pack_weights_panels(w_hwio: np.ndarray, panel: int) -> np.ndarray:
-    """HWIO (kh, kw, cin, cout) -> (cout/panel, kh, kw, cin, panel): NHWC weights in GEMM B panels (wpack).
-
-    A block of `panel` output channels then reads its kh*kw*cin x panel weights contiguously, instead of one
-    short piece every cout floats (a new page every row or two at cout=512: TLB misses, no prefetch)."""
-    kh, kw, ci, co = w_hwio.shape
-    if co % panel:
-        raise ValueError(f"pack_weights_panels: cout={co} is not a multiple of the panel width {panel}")
-    return np.ascontiguousarray(w_hwio.reshape(kh, kw, ci, co // panel, panel).transpose(3, 0, 1, 2, 4))
-
-
-def unpack_weights_panels(wp: np.ndarray) -> np.ndarray:
-    """Inverse of pack_weights_panels: -> HWIO."""
-    nb, kh, kw, ci, p = wp.shape
-    return np.ascontiguousarray(wp.transpose(1, 2, 3, 0, 4).reshape(kh, kw, ci, nb * p))
-
-
-# ------------------------------------------------------------------------------ Winograd F(2x2, 3x3)
-# Y = A^T [(G g G^T) * (B^T d B)] A with interpolation points 0, 1, -1 (Lavin & Gray 2015).
-WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
-WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
-WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
-
-
-def _lincomb(terms):
-    """sum(c * t) over (c, t) with c != 0, without multiplying by +-1 (fp math would not fold those)."""
-    out = None
-    for c, t in terms:
-        if c == 0:
-            continue
-        v = t if abs(c) == 1 else t * float(abs(c))
-        if out is None:
-            out = -v if c < 0 else v
-        else:
-            out = out - v if c < 0 else out + v
-    return out
-
-
-def _select2(i, j, table, expr):
-    """table[a][b] (TE expressions) at symbolic (i, j): a chain of selects that unrolling folds away."""
-    rows = len(table)
-    cols = len(table[0])
-    out = None
-    for a in reversed(range(rows)):
-        for b in reversed(range(cols)):
-            v = table[a][b]
-            out = v if out is None else expr.if_then_else(expr.all(i == a, j == b), v, out)
-    return out
 
 
 @dataclass(frozen=True)
@@ -175,7 +81,7 @@ class Conv2d(Layer):
 
     def __post_init__(self):
         for f in ("stride", "pad", "dilation"):
-            object.__setattr__(self, f, _canon(getattr(self, f)))
+            object.__setattr__(self, f, canon_pair(getattr(self, f)))
         check_positive(self, n=self.n, h=self.h, w=self.w, cin=self.cin, cout=self.cout, kh=self.kh,
                        kw=self.kw, groups=self.groups, cblock=self.cblock)
         for f in ("stride", "dilation"):
@@ -271,7 +177,7 @@ class Conv2d(Layer):
                 "NCHW": (self.cout, self.cin_per_group, self.kh, self.kw),
                 "NCHWc": (self.cout // cb, self.cin // cb, self.kh, self.kw, cb, cb)}[self.layout]
 
-    def _y_shape(self):
+    def y_shape(self):
         cb = self.cblock
         return {"NHWC": (self.n, self.oh, self.ow, self.cout), "NCHW": (self.n, self.cout, self.oh, self.ow),
                 "NCHWc": (self.n, self.cout // cb, self.oh, self.ow, cb)}[self.layout]
@@ -281,11 +187,11 @@ class Conv2d(Layer):
         if self.bias:
             specs.append(TensorSpec("b", (self.cout,), self.dtype))
         if self.residual:
-            specs.append(TensorSpec("r", self._y_shape(), self.dtype))
+            specs.append(TensorSpec("r", self.y_shape(), self.dtype))
         return specs
 
     def output_specs(self):
-        return [TensorSpec("y", self._y_shape(), self.dtype)]
+        return [TensorSpec("y", self.y_shape(), self.dtype)]
 
     def pack_weights(self, w: np.ndarray) -> np.ndarray:
         """Weights in the usual layout (OIHW for NCHW and NCHWc, HWIO for NHWC) -> this layer's argument.
@@ -303,8 +209,8 @@ class Conv2d(Layer):
 
     def default_template(self) -> str:
         if self.layout == "NHWC" and self.depthwise:
-            # benchmarks/mobilenet.py, 1 thread: nhwc_depthwise beats nhwc_direct on all 9 MobileNet dw layers
-            # (e.g. 56x56x128: 181 vs 290 us)
+            # benchmarks/mobilenet.py, 1 thread, AMD Zen 3, 2026-11: nhwc_depthwise beats nhwc_direct on all 9
+            # MobileNet dw layers (e.g. 56x56x128: 181 vs 290 us)
             return "conv2d/nhwc_depthwise"
         return {"NHWC": "conv2d/nhwc_direct", "NCHW": "conv2d/nchw_direct",
                 "NCHWc": "conv2d/nchwc_direct"}[self.layout]
@@ -315,30 +221,29 @@ class Conv2d(Layer):
         return (1e-4, 2e-6 * k + (2e-6 if self.residual else 0))
 
     # -- what is computed
-    def declare(self, algorithm: str = "direct") -> Declaration:
-        from ..backend import te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         ok = self.algorithm_applies(algorithm)
         if ok is not True:
             raise ValueError(f"Conv2d: {ok} ({self})")
-        x = te.placeholder(self._x_shape(), self.dtype, name="x")
-        wt = te.placeholder(self._w_shape(), self.dtype, name="w")
+        args, fresh = self.arguments(inputs, prefix)
         if algorithm == "winograd2x2":
-            conv = self._declare_winograd(x, wt)
+            conv = winograd_conv(self, args["x"], args["w"], prefix)
         else:
-            conv = self._declare_direct(x, wt, im2col=(algorithm == "im2col"))
-        return self._epilogue([x, wt], conv)
+            conv = self._declare_direct(args["x"], args["w"], prefix, im2col=(algorithm == "im2col"))
+        return Declaration(fresh, [self._epilogue(conv, args, prefix)])
 
-    def _hwio(self, wt):
+    def weight_at(self, wt):
         """NHWC weights as a function of (kh, kw, ci, co), whether HWIO or pre-packed panels (wpack)."""
         if self.wpack:
             P = self.wpack
             return lambda i, j, c, o: wt[o // P, i, j, c, o % P]
         return lambda i, j, c, o: wt[i, j, c, o]
 
-    def _pad(self, x, extra_h=0, extra_w=0):
-        from ..backend import expr, te
+    def pad_stage(self, x, prefix: str, extra_h: int = 0, extra_w: int = 0):
+        """The "pad" stage: x zero-padded by pad on each side (plus extra rows/columns at the end)."""
         (ph, pw), H, W = self.pads, self.h, self.w
         zero = expr.const(0.0, self.dtype)
+        name = prefix + "pad"
 
         def inside(i, j):
             return expr.all(i >= ph, i < H + ph, j >= pw, j < W + pw)
@@ -346,106 +251,67 @@ class Conv2d(Layer):
         Hp, Wp = H + 2 * ph + extra_h, W + 2 * pw + extra_w
         if self.layout == "NHWC":
             return te.compute((self.n, Hp, Wp, self.cin), lambda n, h, w, c: expr.if_then_else(
-                inside(h, w), x[n, h - ph, w - pw, c], zero), name="pad")
+                inside(h, w), x[n, h - ph, w - pw, c], zero), name=name)
         if self.layout == "NCHW":
             return te.compute((self.n, self.cin, Hp, Wp), lambda n, c, h, w: expr.if_then_else(
-                inside(h, w), x[n, c, h - ph, w - pw], zero), name="pad")
+                inside(h, w), x[n, c, h - ph, w - pw], zero), name=name)
         return te.compute((self.n, self.cin // self.cblock, Hp, Wp, self.cblock),
                           lambda n, cb, h, w, c: expr.if_then_else(inside(h, w), x[n, cb, h - ph, w - pw, c], zero),
-                          name="pad")
+                          name=name)
 
-    def _declare_direct(self, x, wt, im2col=False):
-        from ..backend import te
+    def _declare_direct(self, x, wt, prefix, im2col=False):
         (sh, sw), (dh, dw) = self.strides, self.dilations
         cpg, opg = self.cin_per_group, self.cout_per_group
-        padded = self._pad(x)
+        padded = self.pad_stage(x, prefix)
         kh = te.reduce_axis((0, self.kh), "kh")
         kw = te.reduce_axis((0, self.kw), "kw")
+        name = prefix + "conv"
 
         def chan(co, ci):  # input channel of reduction index ci for output channel co
             return ci if self.groups == 1 else (co // opg) * cpg + ci
 
         if self.layout == "NHWC":
             ci = te.reduce_axis((0, cpg), "ci")
-            W = self._hwio(wt)
+            W = self.weight_at(wt)
             if im2col:
                 col = te.compute((self.n, self.oh, self.ow, self.kh, self.kw, cpg),
                                  lambda n, oh, ow, i, j, c: padded[n, oh * sh + i * dh, ow * sw + j * dw, c],
-                                 name="im2col")
-                return te.compute(self._y_shape(), lambda n, oh, ow, co: te.sum(
-                    col[n, oh, ow, kh, kw, ci] * W(kh, kw, ci, co), axis=[kh, kw, ci]), name="conv")
-            return te.compute(self._y_shape(), lambda n, oh, ow, co: te.sum(
+                                 name=prefix + "im2col")
+                return te.compute(self.y_shape(), lambda n, oh, ow, co: te.sum(
+                    col[n, oh, ow, kh, kw, ci] * W(kh, kw, ci, co), axis=[kh, kw, ci]), name=name)
+            return te.compute(self.y_shape(), lambda n, oh, ow, co: te.sum(
                 padded[n, oh * sh + kh * dh, ow * sw + kw * dw, chan(co, ci)] * W(kh, kw, ci, co),
-                axis=[kh, kw, ci]), name="conv")
+                axis=[kh, kw, ci]), name=name)
         if self.layout == "NCHW":
             ci = te.reduce_axis((0, cpg), "ci")
-            return te.compute(self._y_shape(), lambda n, co, oh, ow: te.sum(
+            return te.compute(self.y_shape(), lambda n, co, oh, ow: te.sum(
                 padded[n, chan(co, ci), oh * sh + kh * dh, ow * sw + kw * dw] * wt[co, ci, kh, kw],
-                axis=[ci, kh, kw]), name="conv")
+                axis=[ci, kh, kw]), name=name)
         cb = self.cblock
         ci_b = te.reduce_axis((0, self.cin // cb), "ci_b")
         ci = te.reduce_axis((0, cb), "ci")
-        return te.compute(self._y_shape(), lambda n, co_b, oh, ow, co: te.sum(
+        return te.compute(self.y_shape(), lambda n, co_b, oh, ow, co: te.sum(
             padded[n, ci_b, oh * sh + kh * dh, ow * sw + kw * dw, ci] * wt[co_b, ci_b, kh, kw, ci, co],
-            axis=[ci_b, kh, kw, ci]), name="conv")
+            axis=[ci_b, kh, kw, ci]), name=name)
 
-    def _declare_winograd(self, x, wt):
-        from ..backend import expr, te
-        th, tw = -(-self.oh // 2), -(-self.ow // 2)
-        # pad up to whole 4x4 input tiles (stride 2 between tiles): (2*th + 2) x (2*tw + 2) padded rows/cols
-        Hp, Wp = self.h + 2 * self.pads[0], self.w + 2 * self.pads[1]
-        padded = self._pad(x, extra_h=2 * th + 2 - Hp, extra_w=2 * tw + 2 - Wp)
-        G, BT, AT = WINO_G, WINO_BT, WINO_AT
-        W = self._hwio(wt)
-
-        def u_fn(e, u, ci, co):
-            table = [[_lincomb([(G[a, i] * G[b, j], W(i, j, ci, co)) for i in range(3) for j in range(3)])
-                      for b in range(4)] for a in range(4)]
-            return _select2(e, u, table, expr)
-
-        U = te.compute((4, 4, self.cin, self.cout), u_fn, name="wino_u")
-
-        def v_fn(e, u, n, i, j, ci):
-            table = [[_lincomb([(BT[a, p] * BT[b, q], padded[n, 2 * i + p, 2 * j + q, ci])
-                                for p in range(4) for q in range(4)]) for b in range(4)] for a in range(4)]
-            return _select2(e, u, table, expr)
-
-        V = te.compute((4, 4, self.n, th, tw, self.cin), v_fn, name="wino_v")
-        ci = te.reduce_axis((0, self.cin), "ci")
-        M = te.compute((4, 4, self.n, th, tw, self.cout), lambda e, u, n, i, j, co: te.sum(
-            V[e, u, n, i, j, ci] * U[e, u, ci, co], axis=[ci]), name="wino_m")
-
-        def y_fn(n, oh, ow, co):
-            i, j = oh // 2, ow // 2
-            table = [[_lincomb([(AT[a, p] * AT[b, q], M[p, q, n, i, j, co]) for p in range(4) for q in range(4)])
-                      for b in range(2)] for a in range(2)]
-            return _select2(oh % 2, ow % 2, table, expr)
-
-        return te.compute(self._y_shape(), y_fn, name="conv")
-
-    def _epilogue(self, inputs, conv) -> Declaration:
-        from ..backend import expr, te
+    def _epilogue(self, conv, args, prefix):
         out = conv
         co_axis = {"NHWC": 3, "NCHW": 1, "NCHWc": 1}[self.layout]
         if self.bias:
-            b = te.placeholder((self.cout,), self.dtype, name="b")
-            inputs.append(b)
-            prev = out
+            b, prev = args["b"], out
             if self.layout == "NCHWc":
                 cb = self.cblock
-                out = te.compute(self._y_shape(), lambda *i: prev(*i) + b[i[1] * cb + i[4]], name="bias")
+                out = te.compute(self.y_shape(), lambda *i: prev(*i) + b[i[1] * cb + i[4]], name=prefix + "bias")
             else:
-                out = te.compute(self._y_shape(), lambda *i: prev(*i) + b[i[co_axis]], name="bias")
+                out = te.compute(self.y_shape(), lambda *i: prev(*i) + b[i[co_axis]], name=prefix + "bias")
         if self.residual:
-            r = te.placeholder(self._y_shape(), self.dtype, name="r")
-            inputs.append(r)
-            prev = out
-            out = te.compute(self._y_shape(), lambda *i: prev(*i) + r(*i), name="residual")
+            r, prev = args["r"], out
+            out = te.compute(self.y_shape(), lambda *i: prev(*i) + r(*i), name=prefix + "residual")
         if self.act == "relu":
             prev = out
-            out = te.compute(self._y_shape(), lambda *i: expr.max(prev(*i), expr.const(0.0, self.dtype)),
-                             name="act")
-        return Declaration(inputs, [out])
+            out = te.compute(self.y_shape(), lambda *i: expr.max(prev(*i), expr.const(0.0, self.dtype)),
+                             name=prefix + "act")
+        return out
 
     def reference(self, x, w, *rest):
         """Direct definition in float64 numpy (one strided window per kernel tap), cast to float32."""

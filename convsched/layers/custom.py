@@ -24,9 +24,12 @@
 
 What CustomLayer fills in: output_specs() from the TE output's shape and dtype, declare() (placeholders from
 input_specs(), then compute(); `algorithm` is passed on when compute takes it), ops() (output elements unless
-you say otherwise), default_template(), and the registration of TEMPLATES with cs.schedule.add_template_dir
-the first time the class is used. Everything else is an ordinary Layer: tests, tuning, graphs and export work
-the same way as for the shipped layers.
+you say otherwise) and default_template() (DEFAULT_TEMPLATE, else the first file of <TEMPLATES>/<KIND>/).
+The template search finds TEMPLATES through the layer registry as soon as the class is defined. Everything
+else is an ordinary Layer: tests, tuning, graphs and export work the same way as for the shipped layers.
+
+Inside a fused kernel (convsched.graph) a custom layer's stages are renamed "<member>_<stage>": compute() is
+handed a `te` whose compute() and placeholder() add that prefix, so the same compute() serves both.
 """
 from __future__ import annotations
 
@@ -36,11 +39,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
+from ..backend import expr, te
 from .base import Declaration, Layer, TensorSpec
 
 __all__ = ["CustomLayer", "TensorSpec"]
 
-_registered: set = set()
+
+class _PrefixedTE:
+    """The `te` module, with the names of the stages and placeholders it creates prefixed."""
+
+    def __init__(self, prefix: str):
+        self._prefix = prefix
+
+    def compute(self, shape, fcompute, name="compute", *args, **kwargs):
+        return te.compute(shape, fcompute, self._prefix + name, *args, **kwargs)
+
+    def placeholder(self, shape, dtype="float32", name="placeholder"):
+        return te.placeholder(shape, dtype, self._prefix + name)
+
+    def __getattr__(self, attr):
+        return getattr(te, attr)
 
 
 @dataclass(frozen=True)
@@ -56,15 +76,14 @@ class CustomLayer(Layer):
         raise NotImplementedError(f"{type(self).__name__} must define compute(self, te, expr, *inputs)")
 
     # -- filled in
-    def declare(self, algorithm: str = "direct") -> Declaration:
-        from ..backend import expr, te
-        xs = [te.placeholder(tuple(s.shape), s.dtype, name=s.name) for s in self.input_specs()]
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
+        args, fresh = self.arguments(inputs, prefix)
         kw = {"algorithm": algorithm} if "algorithm" in inspect.signature(self.compute).parameters else {}
         if algorithm != "direct" and not kw:
             raise ValueError(f"{type(self).__name__}.compute takes no algorithm argument")
-        outs = self.compute(te, expr, *xs, **kw)
+        outs = self.compute(_PrefixedTE(prefix) if prefix else te, expr, *args.values(), **kw)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-        return Declaration(xs, outs)
+        return Declaration(fresh, outs)
 
     def output_specs(self):
         decl = self.declare()
@@ -72,37 +91,27 @@ class CustomLayer(Layer):
         return [TensorSpec(nm, tuple(int(d) for d in t.shape), str(t.dtype)) for nm, t in zip(names, decl.outputs)]
 
     def ops(self) -> int:
-        import numpy as np
         return int(sum(np.prod(s.shape) for s in self.output_specs()))
 
     def default_template(self) -> str:
-        from ..schedule import list_templates
-        self.register_templates()
         if self.DEFAULT_TEMPLATE:
             return self.DEFAULT_TEMPLATE
-        names = list_templates(self.KIND)
+        d = self.template_dir()
+        names = sorted(p.stem for p in (d / self.KIND).glob("*.py") if not p.name.startswith("_")) if d else []
         if not names:
             raise LookupError(f"{type(self).__name__}: no templates for kind '{self.KIND}' (TEMPLATES="
                               f"{self.TEMPLATES!r}); add <dir>/{self.KIND}/<name>.py")
-        return names[0]
+        return f"{self.KIND}/{names[0]}"
 
     @classmethod
     def template_dir(cls) -> Path | None:
+        """TEMPLATES as a path (relative ones from the file that defines the class), or None."""
         if cls.TEMPLATES is None:
             return None
         p = Path(cls.TEMPLATES)
         if not p.is_absolute():
-            p = Path(sys.modules[cls.__module__].__file__).resolve().parent / p
-        return p
-
-    @classmethod
-    def register_templates(cls) -> None:
-        """Make this layer's template directory known to cs.schedule (once)."""
-        from ..schedule import add_template_dir
-        d = cls.template_dir()
-        if d is not None and d not in _registered:
-            add_template_dir(d)
-            _registered.add(d)
-
-    def __post_init__(self):
-        type(self).register_templates()
+            module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+            if module_file is None:
+                return None
+            p = Path(module_file).resolve().parent / p
+        return p.resolve()

@@ -6,8 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Declaration, Layer, TensorSpec, check_positive, pair
-from .conv import _canon, conv_out_size
+from ..backend import expr, te
+from .base import Declaration, Layer, TensorSpec, canon_pair, check_positive, conv_out_size, pair
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Pool2d(Layer):
 
     def __post_init__(self):
         for f in ("k", "stride", "pad"):
-            object.__setattr__(self, f, _canon(getattr(self, f)))
+            object.__setattr__(self, f, canon_pair(getattr(self, f)))
         check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c)
         if self.kind not in ("max", "avg"):
             raise ValueError(f"Pool2d: kind must be 'max' or 'avg', got {self.kind!r}")
@@ -82,22 +82,22 @@ class Pool2d(Layer):
     def tolerance(self):
         return (1e-6, 1e-6)
 
-    def declare(self) -> Declaration:
-        from ..backend import expr, te
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         (kh, kw), (sh, sw), (ph, pw) = pair(self.k), pair(self.stride), pair(self.pad)
         H, W = self.h, self.w
-        x = te.placeholder((self.n, H, W, self.c), self.dtype, name="x")
+        args, fresh = self.arguments(inputs, prefix)
+        x = args["x"]
         fill = expr.min_value(self.dtype) if self.kind == "max" else expr.const(0.0, self.dtype)
         padded = te.compute((self.n, H + 2 * ph, W + 2 * pw, self.c), lambda n, h, w, c: expr.if_then_else(
-            expr.all(h >= ph, h < H + ph, w >= pw, w < W + pw), x[n, h - ph, w - pw, c], fill), name="pad")
+            expr.all(h >= ph, h < H + ph, w >= pw, w < W + pw), x[n, h - ph, w - pw, c], fill), name=prefix + "pad")
         rh = te.reduce_axis((0, kh), "kh")
         rw = te.reduce_axis((0, kw), "kw")
         shape = (self.n, self.oh, self.ow, self.c)
         reducer = te.max if self.kind == "max" else te.sum
         pool = te.compute(shape, lambda n, oh, ow, c: reducer(padded[n, oh * sh + rh, ow * sw + rw, c],
-                                                              axis=[rh, rw]), name="pool")
+                                                              axis=[rh, rw]), name=prefix + "pool")
         if self.kind == "max":
-            return Declaration([x], [pool])
+            return Declaration(fresh, [pool])
 
         def valid(o, s, p, k, size):  # window elements inside the image along one axis
             lo = expr.max(o * s - p, 0)
@@ -105,8 +105,8 @@ class Pool2d(Layer):
             return hi - lo
 
         avg = te.compute(shape, lambda n, oh, ow, c: pool[n, oh, ow, c] / (
-            valid(oh, sh, ph, kh, H) * valid(ow, sw, pw, kw, W)).astype(self.dtype), name="avg")
-        return Declaration([x], [avg])
+            valid(oh, sh, ph, kh, H) * valid(ow, sw, pw, kw, W)).astype(self.dtype), name=prefix + "avg")
+        return Declaration(fresh, [avg])
 
     def reference(self, x):
         (kh, kw), (sh, sw), (ph, pw) = pair(self.k), pair(self.stride), pair(self.pad)
@@ -163,15 +163,15 @@ class GlobalAvgPool2d(Layer):
     def tolerance(self):
         return (1e-5, 1e-6)
 
-    def declare(self):
-        from ..backend import te
-        x = te.placeholder((self.n, self.h, self.w, self.c), self.dtype, name="x")
+    def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
+        args, fresh = self.arguments(inputs, prefix)
+        x = args["x"]
         rh = te.reduce_axis((0, self.h), "rh")
         rw = te.reduce_axis((0, self.w), "rw")
         pool = te.compute((self.n, 1, 1, self.c), lambda n, i, j, c: te.sum(x[n, i + rh, j + rw, c], axis=[rh, rw]),
-                          name="pool")
-        avg = te.compute((self.n, 1, 1, self.c), lambda *i: pool(*i) * (1.0 / (self.h * self.w)), name="avg")
-        return Declaration([x], [avg])
+                          name=prefix + "pool")
+        avg = te.compute((self.n, 1, 1, self.c), lambda *i: pool(*i) * (1.0 / (self.h * self.w)), name=prefix + "avg")
+        return Declaration(fresh, [avg])
 
     def reference(self, x):
         return x.astype(np.float64).mean(axis=(1, 2), keepdims=True).astype(np.float32)

@@ -106,6 +106,11 @@ class Split(Step):
 
     _QUIET_DEFAULTS: ClassVar[dict] = {"tail": "guard"}
 
+    def __post_init__(self):
+        if self.tail not in TAILS:
+            raise ScheduleError(f"unknown tail policy {self.tail!r}; policies are {', '.join(TAILS)}",
+                                stage=self.stage, axis=self.axis)
+
     def args_text(self):
         t = "" if self.tail == "guard" else f", tail={self.tail}"
         return (f"{self.axis}, [{_names('_' if f is None else f for f in self.factors)}]{t}) -> "

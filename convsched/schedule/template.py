@@ -12,7 +12,9 @@ and optionally:
     def defaults(layer, target): ...      # default knobs (else the first value of each space)
     def constraint(layer, target, **knobs): ...  # True, or a string: filters illegal points before building
 
-Template names are "<layer>/<file stem>", e.g. "conv2d/nhwc_direct".
+Template names are "<layer>/<file stem>", e.g. "conv2d/nhwc_direct". Templates are searched in the
+directories given to add_template_dir(), then those custom layers name (their TEMPLATES), then
+$CONVSCHED_SCHEDULES, then the shipped schedules/.
 """
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import backend
 from ..errors import KnobError, ScheduleError
+from ..layers import registry
+from .recorder import ScheduleBuilder
 from .steps import Schedule
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "schedules"
@@ -40,9 +45,15 @@ def add_template_dir(path) -> None:
         _user_dirs.insert(0, p)
 
 
+def user_template_dirs() -> list[Path]:
+    """The directories given to add_template_dir() in this process (tuning workers are handed them)."""
+    return list(_user_dirs)
+
+
 def template_dirs() -> list[Path]:
     env = [Path(d) for d in os.environ.get("CONVSCHED_SCHEDULES", "").split(os.pathsep) if d]
-    return _user_dirs + env + [BUILTIN_DIR]
+    layer_dirs = [d for d in registry.template_dirs() if d not in _user_dirs]
+    return _user_dirs + layer_dirs + env + [BUILTIN_DIR]
 
 
 def _find(name: str) -> Path:
@@ -182,10 +193,13 @@ class Template:
         return full
 
     # -- recording
-    def record(self, layer, target, knobs: dict):
-        """Run schedule(s, layer, **knobs) on a fresh live schedule: -> (Schedule, LiveSchedule)."""
+    def record(self, layer, target, knobs: dict, algorithm: str | None = None):
+        """Run schedule(s, layer, **knobs) on a fresh live schedule: -> (Schedule, LiveSchedule).
+
+        algorithm: the declaration to schedule, if not the template's own ALGORITHM (a multi-part kernel
+        schedules a sibling declaration with the same template, e.g. loss deltas per example)."""
         return record(layer, target, self.ns["schedule"], knobs, name=self.name, path=str(self.path),
-                      algorithm=self.algorithm)
+                      algorithm=algorithm or self.algorithm)
 
     @property
     def algorithm(self) -> str:
@@ -204,8 +218,8 @@ def declare(layer, algorithm: str = "direct"):
 
 def record(layer, target, fn, knobs: dict, name: str = "(inline)", path: str | None = None,
            algorithm: str = "direct"):
-    from .. import backend
-    from .recorder import ScheduleBuilder
+    """Run fn(s, layer, **knobs) on a fresh live schedule of the layer's `algorithm` declaration:
+    -> (the recorded Schedule, the backend's LiveSchedule)."""
     decl = declare(layer, algorithm)
     live = backend.LiveSchedule(decl.inputs, decl.outputs)
     s = ScheduleBuilder(live, layer, target, name)
@@ -225,7 +239,6 @@ def record(layer, target, fn, knobs: dict, name: str = "(inline)", path: str | N
 
 def replay(layer, schedule: Schedule):
     """Apply a recorded Schedule (e.g. from a tuning log) to a fresh live schedule."""
-    from .. import backend
     decl = declare(layer, schedule.algorithm)
     live = backend.LiveSchedule(decl.inputs, decl.outputs)
     for step in schedule.steps:

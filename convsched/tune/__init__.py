@@ -11,17 +11,19 @@ target key and template source are not measured again (they count as history for
 """
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from . import database
+from .. import records
+from .. import target as targets
+from ..backend import rpc
+from ..errors import ConvschedError, TargetError
+from .measure import Measurer, Result
 from .space import Candidate, SearchSpace
-from .strategies import STRATEGIES, Strategy, register_strategy
+from .strategies import STRATEGIES, Strategy, make_strategy, register_strategy
 
-__all__ = ["tune", "TuneResult", "SearchSpace", "Candidate", "Strategy", "STRATEGIES", "register_strategy",
-           "database"]
+__all__ = ["tune", "TuneResult", "SearchSpace", "Candidate", "Strategy", "STRATEGIES", "register_strategy"]
 
 
 @dataclass
@@ -49,13 +51,13 @@ class TuneResult:
 
     @property
     def failed(self) -> int:
-        return sum(r["status"] != database.OK for r in self.records)
+        return sum(r["status"] != records.OK for r in self.records)
 
     def curve(self) -> list:
         """Best rate so far after each of this run's trials (0 until the first success)."""
         out, best = [], 0.0
         for r in self.records:
-            if database.is_good(r):
+            if records.is_good(r):
                 best = max(best, r["rate"] or 0.0)
             out.append(best)
         return out
@@ -72,8 +74,7 @@ class TuneResult:
                 f"\n  log: {self.log}")
 
 
-def _result_of(rec: dict):
-    from .measure import Result
+def _result_of(rec: dict) -> Result:
     return Result(Candidate.make(rec["template"], rec["knobs"]), rec["status"], timing=rec.get("timing"),
                   rate=rec.get("rate"), unit=rec.get("unit"), error=rec.get("error"))
 
@@ -93,40 +94,34 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
     registered under rpc_key with TVM's RPC tracker at host:port. time_budget_s: stop submitting new
     candidates after this many seconds (the ones in flight still finish).
     """
-    from .. import target as _target
-    from ..errors import ConvschedError, TargetError
-    from .measure import Measurer
-    from .strategies import make_strategy
-
     if not isinstance(trials, int) or trials < 0:
         raise ValueError(f"trials must be a non-negative integer, got {trials!r}")
-    tgt = _target.get(target)
-    rpc = None
+    tgt = targets.get(target)
+    rpc_cfg = None
     if rpc_tracker or rpc_key:
         if not (rpc_tracker and rpc_key):
             raise ConvschedError("RPC measurement needs both rpc_tracker (host:port) and rpc_key")
-        from ..backend import rpc as _rpc
-        keys = _rpc.queue_keys(_rpc.check_tracker(rpc_tracker))
+        keys = rpc.queue_keys(rpc.check_tracker(rpc_tracker))
         if rpc_key not in keys:
             raise ConvschedError(f"no RPC server is registered under key '{rpc_key}' at {rpc_tracker} "
                                  f"(keys there: {', '.join(sorted(keys)) or 'none'})")
-        rpc = (rpc_tracker, rpc_key)
+        rpc_cfg = (rpc_tracker, rpc_key)
     else:
-        missing = tgt.missing_on(_target.host())
+        missing = tgt.missing_on(targets.host())
         if missing:
             raise TargetError(f"cannot measure {tgt.name} kernels on this host, which lacks "
                               f"{', '.join(missing)}; use an RPC tracker with servers of that CPU")
     space = SearchSpace(layer, tgt, templates)
     strat = make_strategy(strategy, space, trials, seed)
-    path = database.log_path(tgt, log)
+    path = records.log_path(tgt, log)
     history, taken = [], set()
-    prior = database.records_for(layer, tgt, log) if resume else []
+    prior = records.records_for(layer, tgt, log) if resume else []
     if templates:
         prior = [r for r in prior if r["template"] in space.templates]
     for r in prior:
         history.append(_result_of(r))
         taken.add(history[-1].candidate.key)
-    best = database.best(prior)
+    best = records.best(prior)
     session = uuid.uuid4().hex[:12]
     n_workers = max(1, workers or tgt.cores)
     res = TuneResult(layer, tgt, str(path), best, prior=len(prior), strategy=strat.name)
@@ -135,7 +130,7 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
     _postfix(bar, best, 0)
     try:
         with Measurer(layer, tgt, workers=n_workers, timeout=timeout, repeat=repeat, min_repeat_ms=min_repeat_ms,
-                      rpc=rpc, seed=seed) as m:
+                      rpc=rpc_cfg, seed=seed) as m:
             while len(res.records) < trials:
                 if time_budget_s is not None and time.monotonic() - t0 > time_budget_s:
                     break
@@ -146,15 +141,15 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
                     break                                   # the space is exhausted
                 taken.update(c.key for c in cands)
                 for r in m.measure(cands):
-                    rec = database.make_record(layer, tgt, r.candidate.template, r.candidate.knob_dict, r.status,
+                    rec = records.make_record(layer, tgt, r.candidate.template, r.candidate.knob_dict, r.status,
                                                timing=r.timing, rate=r.rate, unit=r.unit, error=r.error,
                                                build_s=r.build_s, measured_on=r.measured_on, strategy=strat.name,
                                                session=session, trial=len(prior) + len(res.records),
                                                template_hash=r.template_hash)
-                    database.append(path, rec)
+                    records.append(path, rec)
                     res.records.append(rec)
                     history.append(r)
-                    if database.is_good(rec) and (best is None or rec["timing"]["median_ms"] <
+                    if records.is_good(rec) and (best is None or rec["timing"]["median_ms"] <
                                                   best["timing"]["median_ms"]):
                         best = rec
                     bar.update(1)
@@ -180,7 +175,7 @@ def _progress(total, layer, enabled):
     if not enabled:
         return _NoBar()
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm      # optional (the tune extra): without it, no progress bar
     except ImportError:
         return _NoBar()
     return tqdm(total=total, desc=f"tune {type(layer).__name__}", unit="trial", dynamic_ncols=True)
@@ -189,14 +184,3 @@ def _progress(total, layer, enabled):
 def _postfix(bar, best, failed):
     b = f"best {best['rate']:.1f} {best['unit']}" if best else "best -"
     bar.set_postfix_str(f"{b}, failed {failed}")
-
-
-# `cs.tune` is this function, but once anything imports the subpackage convsched.tune (compile() does, to read
-# the logs), Python binds the *module* to the attribute convsched.tune. Make the module callable as tune() so
-# `cs.tune(layer, ...)` works either way.
-class _CallableModule(type(sys.modules[__name__])):
-    def __call__(self, *args, **kwargs):
-        return tune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -17,6 +17,7 @@ server one session at a time).
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import signal
@@ -28,6 +29,13 @@ import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
+import numpy as np
+
+from ..backend.rpc import remote_run_and_time
+from ..errors import BuildError, ScheduleError
+from ..kernel import Timing, as_kernel_arg, compile
+from ..schedule import add_template_dir, get_template, user_template_dirs
+from ..target import host_cores
 from .space import Candidate
 
 START_TIMEOUT_S = 120.0          # spawning a worker and importing TVM (slow on a loaded machine)
@@ -36,7 +44,7 @@ START_TIMEOUT_S = 120.0          # spawning a worker and importing TVM (slow on 
 @dataclass
 class Result:
     candidate: Candidate
-    status: str                       # "ok" or one of database.FAILED_STATUSES
+    status: str                       # "ok" or one of records.FAILED_STATUSES
     timing: dict | None = None        # median_ms, p10_ms, p90_ms, runs
     rate: float | None = None         # giga-ops per second at the median
     unit: str | None = None
@@ -51,28 +59,6 @@ class Result:
 
 
 # ------------------------------------------------------------------------------------------ worker side
-def _compare(layer, got, want) -> str | None:
-    """None if equal (exactly for integer/bit outputs, within tolerance for floats), else why not."""
-    import numpy as np
-    gots = got if isinstance(got, tuple) else (got,)
-    wants = want if isinstance(want, tuple) else (want,)
-    if len(gots) != len(wants):
-        return f"{len(gots)} outputs, reference has {len(wants)}"
-    for i, (g, w) in enumerate(zip(gots, wants)):
-        g, w = np.asarray(g), np.asarray(w)
-        if g.shape != w.shape:
-            return f"output {i}: shape {g.shape}, reference {w.shape}"
-        if layer.exact or np.dtype(w.dtype).kind in "iub":
-            if not np.array_equal(g, w):
-                return f"output {i}: {int(np.sum(g != w))} of {g.size} elements differ from the reference"
-        else:
-            rtol, atol = layer.tolerance()
-            if not np.allclose(g, w, rtol=rtol, atol=atol, equal_nan=False):
-                err = float(np.nanmax(np.abs(g.astype(np.float64) - w)))
-                return f"output {i}: max abs error {err:.3g} exceeds tolerance (rtol {rtol}, atol {atol})"
-    return None
-
-
 def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"[:600]
 
@@ -84,7 +70,6 @@ def _worker_entry(fd: int):
     init = pickle.loads(conn.recv_bytes())            # sys.path first: tasks may name layers of user modules
     _die_with_parent(init.get("parent_pid"))
     sys.path[:] = init["sys_path"]
-    from ..schedule import add_template_dir
     for d in reversed(init.get("template_dirs", [])):      # the parent's add_template_dir() calls
         add_template_dir(d)
     _worker_main(conn)
@@ -94,7 +79,6 @@ def _die_with_parent(parent_pid):
     """A tuner killed with SIGKILL cannot stop its workers: have Linux kill this one when the parent dies
     (a worker stuck in a candidate's endless loop would otherwise run forever)."""
     try:
-        import ctypes
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))     # PR_SET_PDEATHSIG
     except Exception:
         pass
@@ -103,9 +87,6 @@ def _die_with_parent(parent_pid):
 
 
 def _worker_main(conn):
-    import convsched as cs
-    from ..errors import BuildError, KnobError, ScheduleError
-    from .. import backend  # noqa: F401  (import TVM before saying "up": its import is not a build's time)
     refs = {}
     conn.send(("up", os.getpid()))
     while True:
@@ -119,10 +100,10 @@ def _worker_main(conn):
         out = {"status": "ok"}
         try:
             t0 = time.perf_counter()
-            k = cs.compile(layer, template=template, knobs=knobs, target=target)
+            k = compile(layer, template=template, knobs=knobs, target=target)
             out["build_s"] = time.perf_counter() - t0
             # the source the kernel was built from (a template edited mid-run must not lend its new hash)
-            out["template_hash"] = cs.schedule.get_template(template).source_hash
+            out["template_hash"] = get_template(template).source_hash
             seed = opts.get("seed", 0)
             wk = (layer.workload_key, seed)
             if wk not in refs:
@@ -133,37 +114,26 @@ def _worker_main(conn):
                 refs[wk] = (xs, getattr(layer, "tuning_reference", layer.reference)(*xs))
             xs, want = refs[wk]
             if opts.get("rpc"):
-                from ..backend import rpc
-                got, secs = rpc.remote_check_and_time(k, xs, opts["rpc"], opts["repeat"], opts["min_repeat_ms"],
-                                                      opts["timeout"])
-                why = _compare(layer, got, want)
+                args = [as_kernel_arg(a, spec, "input")
+                        for a, spec in zip(layer.prepare_inputs(list(xs)), layer.input_specs())]
+                outs, secs = remote_run_and_time(k._built, args, layer.output_specs(), opts["rpc"],
+                                                 opts["repeat"], opts["min_repeat_ms"], opts["timeout"])
+                why = layer.mismatch(layer.finish_outputs(outs), want)
                 if why:
                     raise _Wrong(why)
+                t = Timing.from_ms(np.asarray(secs) * 1e3, None, layer.ops() * layer.flops_per_op, layer.op_unit)
             else:
-                why = _compare(layer, k(*xs), want)          # also the first warm-up call
+                why = layer.mismatch(k(*xs), want)          # also the first warm-up call
                 if why:
                     raise _Wrong(why)
                 conn.send(("ready", task, out["build_s"]))
                 if conn.recv() != ("time", task):
                     return
                 t = k.benchmark(repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"], arrays=xs)
-                secs = None
-                out.update(timing={"median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,
-                                   "runs": t.runs, "threads": t.threads}, rate=t.rate, unit=t.unit)
-            if secs is not None:
-                import numpy as np
-                ms = np.asarray(secs) * 1e3
-                med = float(np.median(ms))
-                ops = layer.ops() * layer.flops_per_op
-                unit = {"FLOP": "GFLOP/s", "bit-MAC": "G bit-MAC/s"}.get(layer.op_unit, f"G{layer.op_unit}/s")
-                out.update(timing={"median_ms": med, "p10_ms": float(np.percentile(ms, 10)),
-                                   "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms)},
-                           rate=ops / (med * 1e-3) / 1e9, unit=unit)
+            out.update(timing=t.record_fields(), rate=t.rate, unit=t.unit)
         except _Wrong as e:
             out = {**out, "status": "wrong", "error": str(e)}
-        except KnobError as e:
-            out = {**out, "status": "invalid", "error": str(e)}
-        except ScheduleError as e:
+        except ScheduleError as e:          # an illegal schedule or knob (KnobError is one)
             out = {**out, "status": "invalid", "error": str(e)}
         except BuildError as e:
             out = {**out, "status": "build_error", "error": str(e)}
@@ -210,7 +180,6 @@ class Measurer:
         # threads for timing: the target's cores, but never more than this process may run on (a tuner pinned
         # to one core with `taskset -c 1` times 1 thread, not 2 threads sharing a core) or than an explicit
         # TVM_NUM_THREADS asks for; the records store it (timing.threads)
-        from ..target import host_cores
         threads = min(target.cores, host_cores(), int(os.environ.get("TVM_NUM_THREADS") or target.cores))
         self.env = {**os.environ, "TVM_NUM_THREADS": str(max(1, threads))}
 
@@ -236,9 +205,8 @@ class Measurer:
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         b.close()
         conn = Connection(a.detach())
-        from ..schedule import template as _tmpl
         conn.send_bytes(pickle.dumps({"sys_path": list(sys.path), "parent_pid": os.getpid(),
-                                      "template_dirs": [str(d) for d in _tmpl._user_dirs]}))
+                                      "template_dirs": [str(d) for d in user_template_dirs()]}))
         w = _Worker(p, conn, deadline=time.monotonic() + START_TIMEOUT_S)
         self.workers[i] = w
         return w

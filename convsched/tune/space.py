@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvschedError, ScheduleError
+from ..schedule import get_template, list_templates
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,6 @@ class SearchSpace:
     ENUMERATE_LIMIT = 50_000        # raw points per template above which the space is only sampled
 
     def __init__(self, layer, target, templates=None):
-        from ..schedule import get_template, list_templates
         self.layer, self.target = layer, target
         names = list(templates) if templates else list_templates(layer.KIND)
         if not names:

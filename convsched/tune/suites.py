@@ -11,10 +11,10 @@ loss-delta    LossDelta rows of benchmarks/loss_delta.py (32x32 images, 10 class
 from __future__ import annotations
 
 from ..errors import ConvschedError
+from ..layers import BinaryConv2d, Conv2d, LossDelta
 
 
 def _conv(h, cin, cout, k, stride):
-    from ..layers import Conv2d
     return Conv2d(h=h, w=h, cin=cin, cout=cout, kh=k, kw=k, stride=stride, pad=k // 2)
 
 
@@ -37,18 +37,14 @@ def tiny():
 
 
 def binary():
-    """Binary (XOR-popcount) convs: DESIGN.md's example shape and a deeper one (only if the layer exists)."""
-    from .. import layers
-    if not hasattr(layers, "BinaryConv2d"):
-        raise ConvschedError("this installation has no BinaryConv2d layer")
-    B = layers.BinaryConv2d
+    """Binary (XOR-popcount) convs: the design notes' example shape and a deeper one."""
+    B = BinaryConv2d
     return [B(h=32, w=32, cin=64, cout=64, kh=3, kw=3, stride=1, pad=0),
             B(h=16, w=16, cin=128, cout=128, kh=3, kw=3, stride=1, pad=0)]
 
 
 def binary_bench():
     """benchmarks/binary_conv.py's SHAPES, built exactly as it builds them (same workload keys)."""
-    from ..layers import BinaryConv2d
     return [BinaryConv2d(h=hw, w=hw, cin=c, cout=c, kh=3, kw=3, stride=1, pad=1, pad_value=-1)
             for hw, c in ((56, 64), (28, 128), (14, 256), (7, 512), (32, 64))]
 
@@ -57,8 +53,6 @@ def loss_delta():
     """benchmarks/loss_delta.py's rows (global 32->32, 64->64, 128->128, 256->32, 1024->1024; segmented 2x2
     32->32, 128->128, 1024->1024), built as it builds them: LossDelta(h=32, w=32, cin, cout, classes=10,
     head[, segments]) with n=1, so `cs.compile(layer)` there finds these records."""
-    from ..layers import LossDelta
-
     def ld(cin, cout, seg=None):
         kw = dict(h=32, w=32, cin=cin, cout=cout, classes=10, head="segmented" if seg else "global")
         if seg:

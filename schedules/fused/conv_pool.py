@@ -11,8 +11,7 @@ Overlapping windows (3x3/2) would recompute rows and a padded pool would need ro
 the planner leaves those unfused. Knobs as conv2d/nhwc_direct (defaults from it).
 Measured (Zen 3, 2 threads, 56x56x64->64 3x3 + bias + ReLU + 2x2/2 max pool): see benchmarks/networks.py.
 """
-from convsched.graph import stages_of
-from convsched.schedule import get_template
+from convsched.schedule import get_template, stages_of
 
 LAYER = "fused"
 

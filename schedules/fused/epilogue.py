@@ -8,7 +8,7 @@ Applies when the first member ends in a non-reduction stage (a conv with bias=Tr
 member is ELEMENTWISE. Measured (Zen 3, 2 threads, 56x56x64 3x3 conv + bias + residual add + ReLU):
 see benchmarks/networks.py; the add costs ~nothing once fused vs ~0.05 ms as its own kernel.
 """
-from convsched.graph import schedule_member, stages_of
+from convsched.schedule import schedule_member, stages_of
 
 LAYER = "fused"
 KNOBS = {}

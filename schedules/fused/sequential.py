@@ -3,7 +3,7 @@
 It never pays by itself (each intermediate still makes a full trip through memory); it is the baseline the
 other fused templates are measured against, and a way to ship a whole network as one function.
 """
-from convsched.graph import schedule_member
+from convsched.schedule import schedule_member
 
 LAYER = "fused"
 KNOBS = {}

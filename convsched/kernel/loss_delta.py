@@ -1,9 +1,10 @@
-"""LossDeltaKernel: the compiled loss-delta layer, composed of compiled TE functions and numpy glue.
+"""LossDeltaKernel: the compiled loss-delta layer, its compiled parts and the numpy glue between them.
 
-One call runs:  forward (TE "mismatch" [+ "cost"])  ->  analyse (numpy, O(B*P*O))  ->  deltas (TE "gather" +
-"dsum", or "delta" per example)  ->  FC deltas (numpy, O(B*classes*S*O)). The hot paths (the XOR-popcount
-forward conv, and the sparse AND-popcount "GEMM" with its per-weight lookup) are TVM kernels scheduled by
-templates in schedules/loss_delta/; the glue is linear in the forward output, never per weight.
+One call runs:  forward (TE "mismatch" [+ "cost"])  ->  classify (TIR)  ->  analyse (numpy, O(B*S*O))  ->
+deltas (TE "gather" + "dsum", or "delta" per example)  ->  FC deltas (numpy, O(B*classes*S*O)). The hot paths
+(the XOR-popcount forward conv, and the sparse AND-popcount "GEMM" with its per-weight lookup) are TVM
+kernels scheduled by templates in schedules/loss_delta/; the glue is linear in the forward output, never per
+weight. LOSS_DELTA tells compile() the parts: which templates schedule which part, and how to assemble them.
 """
 from __future__ import annotations
 
@@ -12,35 +13,25 @@ import time
 
 import numpy as np
 
-from .. import bits as _bits
-from .. import target as _target
-from ..errors import ScheduleError, TargetError
-from ..kernel import Timing, aligned, aligned_empty
-from .loss_delta import LossDeltas
+from .. import bits
+from ..backend import num_threads
+from ..backend.loss_delta import build_classify
+from ..errors import TargetError
+from ..layers.loss_delta import LossDeltas
+from ..schedule import get_template
+from .arrays import aligned, aligned_empty
+from .parts import MultiPart, build_part
+from .timing import Timing
 
 FORWARD_TEMPLATE = "loss_delta/forward"
 DELTAS_TEMPLATE = "loss_delta/deltas"
 
 
-def _pack(bits, dtype) -> np.ndarray:
-    """0/1 uint8 bits (..., C) -> aligned packed words (..., ceil(C / word bits)) of `dtype` (uint8/16/32/64,
-    little-endian, zero pad bits: as cs.bits.pack). One flat np.packbits over whole bytes: 6 us per 32x32x32
-    image (1 thread, Zen 3, core pinned), where packbits along the last axis of a 4-D array took 30 us."""
+def _pack(bits_, dtype) -> np.ndarray:
+    """0/1 uint8 bits (..., C), already checked -> aligned packed words (..., ceil(C / word bits)) of `dtype`."""
     dt = np.dtype(dtype)
-    C = bits.shape[-1]
-    lead = bits.shape[:-1]
-    if C % 8:
-        padded = np.zeros(lead + (C + (-C) % 8,), np.uint8)
-        padded[..., :C] = bits
-        bits, C = padded, padded.shape[-1]
-    nb, nw = C // 8, _bits.words(C, 8 * dt.itemsize)
-    by = np.packbits(bits.reshape(-1), bitorder="little").reshape(lead + (nb,))
-    out = aligned_empty(lead + (nw,), dt)
-    ob = out.view(np.uint8).reshape(lead + (nw * dt.itemsize,))
-    if nw * dt.itemsize != nb:
-        ob[..., nb:] = 0
-    ob[..., :nb] = by
-    return out
+    out = aligned_empty(bits_.shape[:-1] + (bits.words(bits_.shape[-1], 8 * dt.itemsize),), dt)
+    return bits.pack(bits_, dtype=dt, out=out, validate=False)
 
 
 _KBOUNDS = {}
@@ -51,13 +42,6 @@ def _kbound(k: int) -> np.ndarray:
         _KBOUNDS[k] = aligned_empty((k,), "int32")
         _KBOUNDS[k][:] = 0
     return _KBOUNDS[k]
-
-
-class _Part:
-    """One compiled function of the pipeline: its recorded Schedule and the built code."""
-
-    def __init__(self, schedule, built, script):
-        self.schedule, self.built, self.script = schedule, built, script
 
 
 class _Scratch(threading.local):
@@ -77,10 +61,10 @@ class _Scratch(threading.local):
 class LossDeltaKernel:
     """k(images, labels, conv_w, fc_w, reduce="sum") -> LossDeltas(conv, fc). See convsched.layers.loss_delta."""
 
-    def __init__(self, layer, target, parts: dict, deltas_recipe):
+    def __init__(self, layer, target, parts: dict, recipes: dict, refusal: str | None = None):
         self.layer, self.target, self._parts = layer, target, parts
-        self._deltas_recipe = deltas_recipe       # (template, knobs): builds "deltas_none" on first use
-        from ..backend.loss_delta import build_classify
+        self._deltas_recipe = recipes["deltas"]   # also builds "deltas_none" (per example) on first use
+        self._refusal = refusal
         self._classify = build_classify(layer, target)
         self._scratch = _Scratch()
         self.source = "compiled"
@@ -101,14 +85,14 @@ class LossDeltaKernel:
     def describe(self) -> str:
         out = [f"# {self}"]
         for name, p in self._parts.items():
-            out += [f"## {name}", p.schedule.text(), "", p.script]
+            out += [f"## {name}", p.schedule.text(), "", p.loop_nest]
         return "\n".join(out)
 
     # ------------------------------------------------------------------ running
     def _part(self, name):
         if name not in self._parts:
-            tmpl, knobs = self._deltas_recipe
-            self._parts[name] = _build(self.layer, self.target, tmpl, knobs, algorithm=name)
+            self._parts[name] = build_part(self.layer, self.target, self._deltas_recipe, self._refusal,
+                                           algorithm=name)
         return self._parts[name]
 
     def forward(self, x, w):
@@ -164,8 +148,8 @@ class LossDeltaKernel:
     def __call__(self, images, labels, conv_w, fc_w, reduce: str = "sum") -> LossDeltas:
         if reduce not in ("sum", "none"):
             raise ValueError(f"LossDelta kernel: reduce must be 'sum' or 'none', got {reduce!r}")
-        if isinstance(self._parts["forward"].built, _Refuse):
-            self._parts["forward"].built()
+        if self._refusal:
+            raise TargetError(self._refusal)
         L = self.layer
         x, lab, w, fc = L.canon_inputs(images, labels, conv_w, fc_w)
         if x.shape[0] == 0:
@@ -222,7 +206,6 @@ class LossDeltaKernel:
     def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None) -> Timing:
         """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n (or the
         given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`."""
-        from ..backend import num_threads, peaks
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         t0 = time.perf_counter()
@@ -235,116 +218,18 @@ class LossDeltaKernel:
             for _ in range(number):
                 self(*arrays)
             ms.append((time.perf_counter() - t0) * 1e3 / number)
-        ms = np.array(ms)
-        med = float(np.median(ms))
         ops = int(np.shape(arrays[0])[0]) * L.ph * L.pw * L.cout * 9 * L.cin      # the batch actually run
-        threads = num_threads()
-        peak = peaks.bit_peak(self.target, threads)
-        return Timing(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
-                      "G bit-MAC/s", ops / (med * 1e-3) / 1e9, peak.value, peak.measured, peak.source)
+        return Timing.from_ms(ms, num_threads(), ops, L.op_unit, self.target)
 
 
-class _Refuse:
-    def __init__(self, msg):
-        self.msg = msg
-
-    def __call__(self, *a):
-        raise TargetError(self.msg)
-
-
-def _build(layer, tgt, template, knobs, algorithm):
-    from .. import backend
-    from ..schedule import template as T
-    tmpl = T.get_template(template)
-    full = tmpl.check_knobs(layer, tgt, knobs)
-    sched, live = T.record(layer, tgt, tmpl.ns["schedule"], full, name=tmpl.name, path=str(tmpl.path),
-                           algorithm=algorithm)
-    return _Part(sched, backend.build(live, tgt), live.script())
-
-
-def best_recipes(layer, tgt, log=None) -> dict:
-    """{part: (template, knobs)} of the fastest verified tuning record of each part ("forward", "deltas") for
-    this workload and target key. A LossDelta record times a whole call with one part's candidate and the other
-    part at its template defaults (convsched.tune): the parts run one after the other on their own data, so
-    the best of each is combined."""
+def part_of(template: str) -> str | None:
+    """The part a loss-delta template schedules: "forward", else "deltas" (also serving reduce="none")."""
     try:
-        from ..schedule import template as T
-        from ..tune import database
-    except ImportError:
-        return {}
-    default_tmpl = {"forward": FORWARD_TEMPLATE, "deltas": DELTAS_TEMPLATE}
-    defaults = {}
-    for alg, name in default_tmpl.items():
-        try:
-            defaults[alg] = T.get_template(name).defaults(layer, tgt)
-        except Exception:
-            defaults[alg] = None
-    best = {}
-
-    def offer(alg, template, knobs, ms):
-        if alg not in best or ms < best[alg][2]:
-            best[alg] = (template, dict(knobs), ms)
-    for r in database.records_for(layer, tgt, log):
-        if not database.is_good(r):
-            continue
-        try:
-            alg = T.get_template(r["template"]).algorithm
-        except Exception:
-            continue
-        alg = alg if alg in ("forward", "deltas") else "deltas"
-        ms = r["timing"]["median_ms"]
-        offer(alg, r["template"], r["knobs"], ms)
-        # a record of one part's default template at its defaults is the whole default configuration: also a
-        # sample of the other part's defaults (without it, one noisy sample of the defaults per part decides;
-        # 128->128 global picked a delta candidate 0.79x the defaults that way, 1 thread, Zen 3, pinned)
-        if r["template"] == default_tmpl[alg] and dict(r["knobs"]) == defaults[alg]:
-            other = "deltas" if alg == "forward" else "forward"
-            if defaults[other] is not None:
-                offer(other, default_tmpl[other], defaults[other], ms)
-    return {alg: (t, kn) for alg, (t, kn, _) in best.items()}
+        algorithm = get_template(template).algorithm
+    except Exception:            # a template that no longer loads: its records are ignored
+        return None
+    return "forward" if algorithm == "forward" else "deltas"
 
 
-def compile_loss_delta(layer, template=None, knobs=None, target="host", schedule=None,
-                       log=None) -> LossDeltaKernel:
-    """Build the forward and delta kernels. `template` (with `knobs`) replaces the default template of the
-    part its ALGORITHM names ("forward", or "deltas" which also serves reduce="none"), the other part keeps
-    its defaults. With neither (nor schedule=), each part takes its best verified tuning record for this
-    workload and target key (best_recipes; `log` as for cs.compile), else its template's defaults."""
-    from .. import backend
-    from ..schedule import template as T
-    from ..schedule.steps import Schedule
-    tgt = _target.get(target)
-    missing = tgt.missing_on(_target.host())
-    recipes = {"forward": (FORWARD_TEMPLATE, None), "deltas": (DELTAS_TEMPLATE, None)}
-    parts = {}
-    if schedule is not None:
-        if template or knobs:
-            raise ScheduleError("give either schedule= or template=/knobs=, not both")
-        if not isinstance(schedule, Schedule) or schedule.algorithm not in recipes:
-            raise ScheduleError("a LossDelta kernel takes a recorded Schedule of algorithm 'forward' or "
-                                "'deltas' (or template=/knobs=)")
-        live = T.replay(layer, schedule)
-        parts[schedule.algorithm] = _Part(schedule, backend.build(live, tgt), live.script())
-    elif template is not None or knobs is not None:
-        tmpl = T.get_template(template or DELTAS_TEMPLATE)
-        alg = tmpl.algorithm if tmpl.algorithm in recipes else "deltas"
-        if tmpl.layer_kind != layer.KIND:
-            raise ScheduleError(f"template {tmpl.name} is for {tmpl.layer_kind}, not {layer.KIND}")
-        recipes[alg] = (tmpl.name, knobs)
-    else:
-        tuned = best_recipes(layer, tgt, log)
-        recipes.update(tuned)
-        if not tuned:
-            from ..kernel import _warn_once
-            _warn_once((layer.workload_key, tgt.key),
-                       f"no tuning record for {layer} on {tgt.key}; using the default templates")
-    for alg, (tname, kn) in recipes.items():
-        if alg not in parts:
-            parts[alg] = _build(layer, tgt, tname, kn, alg)
-    k = LossDeltaKernel(layer, tgt, parts, recipes["deltas"])
-    if missing:
-        msg = (f"kernel built for {tgt.name} ({tgt.mcpu}) uses CPU features this host lacks: "
-               f"{', '.join(missing)}; running it would die of an illegal instruction")
-        for p in parts.values():
-            p.built = _Refuse(msg)
-    return k
+LOSS_DELTA = MultiPart(parts={"forward": FORWARD_TEMPLATE, "deltas": DELTAS_TEMPLATE}, primary="deltas",
+                       part_of=part_of, assemble=LossDeltaKernel)

@@ -1,9 +1,14 @@
-"""Tuning logs: one JSON line per measured candidate, in tuning_logs/<target-key>.jsonl.
+"""Tuning records: one JSON line per measured candidate, in tuning_logs/<target-key>.jsonl.
 
+The one module that writes (the tuner) and reads (compile, the graph planner, `convsched show | bench`) them:
+
+    make_record(layer, target, template, knobs, status, ...)   # a record, with every field a reader relies on
     append(path, record)                      # one atomic write per record, under an exclusive flock
     read(path)                                # records; corrupt or truncated lines skipped with one warning
+    records_for(layer, target, log=None)      # this workload's records on this target key, template unchanged
+    best_per_part(layer, target, log, part_of, defaults)   # the fastest verified (template, knobs) per part
     best_record(layer, target, log=None)      # (template, knobs) of the fastest verified record, or None
-    best_records(path)                        # {workload_key: best record} (for `convsched show`)
+    best_records(path)                        # {(workload_key, target_key): best record} (for `convsched show`)
 
 Where logs live: `log` may be a .jsonl file or a directory (then <dir>/<target-key>.jsonl); by default the
 directory named by $CONVSCHED_TUNING_LOGS, else the repository's shipped tuning_logs/.
@@ -22,7 +27,11 @@ import time
 import warnings
 from pathlib import Path
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent.parent / "tuning_logs"
+from .backend import TVM_VERSION
+from .schedule import get_template
+from .version import __version__
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "tuning_logs"
 
 # Status of a measured candidate. Only OK records are verified (checked against reference()) and timed.
 OK = "ok"
@@ -123,17 +132,17 @@ def read(path, warn: bool = True) -> list[dict]:
 _hash_warned: set = set()
 
 
-def template_hash(name: str) -> str | None:
-    from ..schedule import get_template
+def source_hash_of(template: str) -> str | None:
+    """The current source hash of a template (None if it no longer loads)."""
     try:
-        return get_template(name).source_hash
+        return get_template(template).source_hash
     except Exception:
         return None
 
 
 def current(rec: dict, warn: bool = True) -> bool:
     """False (with a warning, once per template and hash) if the record's template source has changed."""
-    now = template_hash(rec["template"])
+    now = source_hash_of(rec["template"])
     if now is not None and now == rec.get("template_hash"):
         return True
     if warn:
@@ -165,7 +174,7 @@ def records_for(layer, target, log=None, warn: bool = True) -> list[dict]:
         retuned = {r["template"] for r in fresh}
         for r in stale:
             if r["template"] not in retuned:
-                _warn_stale(r["template"], r.get("template_hash"), template_hash(r["template"]))
+                _warn_stale(r["template"], r.get("template_hash"), source_hash_of(r["template"]))
     return fresh
 
 
@@ -178,10 +187,41 @@ def best(records) -> dict | None:
     return min(good, key=lambda r: r["timing"]["median_ms"]) if good else None
 
 
+def best_per_part(layer, target, log=None, part_of=None, defaults=None) -> dict:
+    """{part: (template, knobs)} of the fastest verified record of each part of a kernel, for this workload and
+    target key. A single-function kernel has one part (part_of=None: every record is of it).
+
+    part_of(template name) -> the part a template schedules (None: ignore the record). defaults: {part:
+    (default template, its default knobs)}. A multi-part record times a whole call with one part's candidate
+    and every other part at its template defaults; a record of a part's default template at its defaults
+    therefore measured the all-default configuration, and counts as a sample of every part's defaults
+    (otherwise one noisy sample of the defaults per part decides: 128->128 global picked a delta candidate
+    0.79x as fast as the defaults that way, 1 thread, AMD Zen 3, 2026-11)."""
+    best_of: dict = {}
+
+    def offer(part, template, knobs, ms):
+        if part not in best_of or ms < best_of[part][2]:
+            best_of[part] = (template, dict(knobs), ms)
+
+    defaults = defaults or {}
+    for r in records_for(layer, target, log):
+        if not is_good(r):
+            continue
+        part = part_of(r["template"]) if part_of else None
+        if part_of and part is None:
+            continue
+        ms = r["timing"]["median_ms"]
+        offer(part, r["template"], r["knobs"], ms)
+        if part in defaults and (r["template"], dict(r["knobs"])) == defaults[part]:
+            for other, (tmpl, knobs) in defaults.items():
+                if other != part and knobs is not None:
+                    offer(other, tmpl, knobs, ms)
+    return {part: (t, kn) for part, (t, kn, _) in best_of.items()}
+
+
 def best_record(layer, target, log=None):
     """(template, knobs) of the fastest verified record for this workload on this target key, or None."""
-    rec = best(records_for(layer, target, log))
-    return None if rec is None else (rec["template"], dict(rec["knobs"]))
+    return best_per_part(layer, target, log).get(None)
 
 
 def best_records(path, warn: bool = True) -> dict:
@@ -200,15 +240,14 @@ def make_record(layer, target, template: str, knobs: dict, status: str, *, timin
                 rate: float | None = None, unit: str | None = None, error: str | None = None,
                 build_s: float | None = None, measured_on: str = "local", strategy: str | None = None,
                 session: str | None = None, trial: int | None = None, template_hash: str | None = None) -> dict:
-    """A tuning record with the fields DESIGN.md names."""
-    from .. import __version__
-    from ..backend import TVM_VERSION
+    """A tuning record: what was measured (workload, template and its source hash, knobs), where (target,
+    versions), how it went (status, verified) and how fast (timing, rate)."""
     return {
         "workload_key": layer.workload_key,
         "layer": type(layer).__name__,
         "layer_kind": layer.KIND,
         "template": template,
-        "template_hash": template_hash or globals()["template_hash"](template),
+        "template_hash": template_hash or source_hash_of(template),
         "knobs": dict(knobs),
         "target": {"triple": target.triple, "mcpu": target.mcpu, "feature_hash": target.feature_hash,
                    "cores": target.cores, "key": target.key},

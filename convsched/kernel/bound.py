@@ -6,7 +6,7 @@ Conv2d.pack_weights(w_oihw), also run once:  k.bind(w=layer.pack_weights(w_oihw)
 """
 from __future__ import annotations
 
-from .kernel import as_kernel_arg
+from .arrays import as_kernel_arg
 
 
 class BoundKernel:

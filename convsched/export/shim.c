@@ -2,8 +2,8 @@
  *
  * TVM's LLVM code calls, by symbol, an error setter (TVMFFIErrorSetRaisedFromCStrParts) and, through
  * function-pointer slots that libtvm_runtime would fill, a parallel launcher and a workspace allocator
- * (../../../shared/TVM_NOTES.md, "Kernels in other programs"). This file provides all of them, so an exported
- * library needs nothing but libc and pthreads at run time:
+ * (docs/export.md). This file provides all of them, so an exported library needs nothing but libc and
+ * pthreads at run time:
  *   - errors: a thread-local message, read with <lib>_last_error();
  *   - CPU features: checked with CPUID/XGETBV before any kernel runs, so a kernel built for AVX-512 returns
  *     an error code on an AVX2 host instead of dying of SIGILL;

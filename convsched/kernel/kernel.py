@@ -1,0 +1,104 @@
+"""Kernel: a layer compiled into one function. Call it on numpy arrays; benchmark it; read its schedule.
+
+Every argument is checked (shape and dtype: ValueError) and copied into an aligned buffer when it is
+misaligned or strided (kernel/arrays.py); outputs are allocated aligned.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..backend import num_threads
+from ..backend.binary import assembly
+from ..errors import TargetError
+from ..export import export as write_library
+from .arrays import aligned_empty, as_kernel_arg
+from .bound import BoundKernel
+from .timing import Timing
+
+
+class RefusedBuild:
+    """Stands in for compiled code that needs CPU features this host lacks: running it raises TargetError
+    (instead of dying of an illegal instruction); its machine code can still be read and exported."""
+
+    def __init__(self, built, message: str):
+        self.built, self.message = built, message
+        self.executable = getattr(built, "executable", None)
+
+    def __call__(self, *arrays):
+        raise TargetError(self.message)
+
+    def time(self, *args, **kwargs):
+        raise TargetError(self.message)
+
+
+def refusal(target, host) -> str | None:
+    """Why a kernel built for `target` must not run on `host` (None: it may)."""
+    missing = target.missing_on(host)
+    if not missing:
+        return None
+    return (f"kernel built for {target.name} ({target.mcpu}) uses CPU features this host lacks: "
+            f"{', '.join(missing)}; running it would die of an illegal instruction")
+
+
+class Kernel:
+    """A layer compiled with one schedule for one target."""
+
+    def __init__(self, layer, target, schedule, built, loop_nest: str, source: str = "compiled"):
+        self.layer, self.target, self.schedule = layer, target, schedule
+        self._built, self._loop_nest, self.source = built, loop_nest, source
+
+    def __repr__(self):
+        return f"Kernel({self.layer}, template={self.schedule.template!r}, target={self.target.key})"
+
+    def _arguments(self, arrays) -> list:
+        specs = self.layer.input_specs()
+        arrays = list(self.layer.prepare_inputs(list(arrays)))
+        if len(arrays) != len(specs):
+            names = ", ".join(s.name for s in specs)
+            raise ValueError(f"{type(self.layer).__name__} kernel takes {len(specs)} arrays ({names}), "
+                             f"got {len(arrays)}")
+        return [as_kernel_arg(a, s, "input") for a, s in zip(arrays, specs)]
+
+    def __call__(self, *arrays):
+        args = self._arguments(arrays)
+        outs = [aligned_empty(s.shape, s.dtype) for s in self.layer.output_specs()]
+        self._built(*args, *outs)
+        return self.layer.finish_outputs(outs)
+
+    def benchmark(self, repeat: int = 15, min_repeat_ms: int = 20, arrays=None) -> Timing:
+        """Time the kernel on random (or given) inputs: median and p10/p90 over `repeat` measurements,
+        each averaging enough calls to last `min_repeat_ms`."""
+        args = self._arguments(arrays or self.layer.random_inputs())
+        outs = [aligned_empty(s.shape, s.dtype) for s in self.layer.output_specs()]
+        # warm up for ~50 ms first: the thread pool's workers, the caches and the clock ramp (the first repeats
+        # of a cold 56x56 conv on 2 threads read 20-30% slow, AMD Zen 3, 2026-11, and p10/p90 would call it noise)
+        t_end = time.perf_counter() + 0.05
+        while True:
+            self._built(*args, *outs)
+            if time.perf_counter() > t_end:
+                break
+        secs = np.array(self._built.time(args + outs, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms))
+        # Winograd computes a 3x3 conv with 2.25x fewer multiplies: its rate counts the direct conv's FLOPs
+        # ("effective") and may pass the FMA peak; any other algorithm is held to the peak
+        return Timing.from_ms(secs * 1e3, num_threads(), self.layer.ops() * self.layer.flops_per_op,
+                              self.layer.op_unit, self.target, effective="winograd" in self.schedule.algorithm,
+                              direct=True)
+
+    def bind(self, **fixed) -> BoundKernel:
+        """Fix some inputs once (e.g. bind(w=layer.pack_weights(w), b=b)): -> a callable taking the rest."""
+        return BoundKernel(self, fixed)
+
+    def describe(self) -> str:
+        """The scheduled loop nest (TVMScript), headed by the schedule's text."""
+        return f"# {self}\n{self.schedule.text()}\n\n{self._loop_nest}"
+
+    def assembly(self) -> str:
+        """The machine code LLVM generated for this kernel, as assembly text (e.g. to look for vpopcntq)."""
+        return assembly(self._built)
+
+    def export(self, directory, name: str | None = None):
+        """Write libNAME.so + NAME.h + manifest.json into `directory` (see convsched.export); cs.load() reads
+        it back. Several kernels in one library: convsched.export.export({name: kernel, ...}, directory)."""
+        return write_library(self, directory, name=name)

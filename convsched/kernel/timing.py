@@ -1,0 +1,77 @@
+"""Timing: how fast a kernel ran, as every part of convsched reports it (Kernel.benchmark, the loss-delta
+kernel, the tuner's records, `convsched bench`), and against which ceiling: the peak measured on this host
+with the target's widest vectors (convsched.backend.peaks), or the target model's figure, labelled, for a
+CPU this host cannot run."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..backend import peaks
+
+UNITS = {"FLOP": "GFLOP/s", "bit-MAC": "G bit-MAC/s"}
+
+
+def unit_of(op_unit: str) -> str:
+    """The throughput unit of a layer's op_unit: "GFLOP/s", "G bit-MAC/s", "GOP/s", ..."""
+    return UNITS.get(op_unit, f"G{op_unit}/s")
+
+
+def peak_of(target, op_unit: str, threads: int, at_least: float | None = None):
+    """The ceiling (a peaks.Peak) in that unit on `threads` threads, or None where there is no meaningful one.
+    at_least: a direct kernel's rate; a cached measurement below it is taken again (peaks.peak_for)."""
+    return peaks.peak_for(target, op_unit, threads, at_least=at_least)
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+    threads: int | None      # None: measured elsewhere (an RPC server), thread count unknown here
+    ops: int                 # ops per call: layer.ops() x flops_per_op (the batch actually run)
+    unit: str                # "GFLOP/s", "G bit-MAC/s", ...
+    rate: float              # ops per second at the median, in giga-units
+    peak: float | None       # the machine's ceiling in the same unit, if known
+    peak_measured: bool = False   # measured on this host (convsched.backend.peaks), or the target's model
+    peak_source: str = ""         # how the ceiling was obtained (CPU, method, date)
+    effective: bool = False       # rate counts the direct algorithm's ops (Winograd does fewer multiplies)
+
+    @classmethod
+    def from_ms(cls, ms, threads: int | None, ops: int, op_unit: str, target=None, effective: bool = False,
+                direct: bool = False) -> "Timing":
+        """Median and p10/p90 of per-call times in milliseconds; the rate at the median. effective: the ops
+        are the direct algorithm's (Winograd), so the rate may pass the peak. direct: ops is the work really
+        done, so the rate cannot pass an honest peak (a cached peak below it is measured again)."""
+        ms = np.asarray(ms, dtype=np.float64)
+        med = float(np.median(ms))
+        rate = ops / (med * 1e-3) / 1e9
+        peak = None if target is None or threads is None else \
+            peak_of(target, op_unit, threads, at_least=rate if direct and not effective else None)
+        return cls(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
+                   unit_of(op_unit), rate, peak.value if peak else None, bool(peak and peak.measured),
+                   peak.source if peak else "", effective)
+
+    @property
+    def pct_of_peak(self) -> float | None:
+        return None if not self.peak else 100.0 * self.rate / self.peak
+
+    def record_fields(self) -> dict:
+        """The timing as a tuning record stores it."""
+        d = {"median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "runs": self.runs}
+        return d if self.threads is None else {**d, "threads": self.threads}
+
+    def __str__(self):
+        threads = "" if self.threads is None else f", {self.threads} threads"
+        s = (f"{self.median_ms:.3f} ms (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, {self.runs} runs"
+             f"{threads})  {self.rate:.1f} {self.unit}")
+        if self.effective:
+            s = s.replace(f" {self.unit}", f" effective {self.unit}")
+        if self.peak:
+            kind = "measured" if self.peak_measured else "modelled"
+            s += f"  = {self.pct_of_peak:.0f}% of the {kind} peak {self.peak:.0f}"
+            if self.effective:
+                s += " (effective: direct-conv ops / time; the algorithm does fewer, so it may pass 100%)"
+        return s
