@@ -23,8 +23,14 @@ from ..errors import BuildError, ScheduleError  # noqa: E402
 expr = tirx          # expression helpers for layer declarations: if_then_else, all, popcount, const, ...
 TVM_VERSION = tvm.__version__
 
+# TVM 0.27's lowering keeps a buffer of constant size below this many bytes on the stack (an alloca LLVM turns
+# into registers); a larger one goes through TVMBackendAllocWorkspace, and a register tile accumulated in it is
+# stored and reloaded around every tile (measured: binary conv 56x56x64, 16 zmm accumulators = 1024 B, 83% of
+# the bit ceiling; 14 = 896 B, 90%; Xeon "rocketlake" (Sapphire Rapids class), 1 thread, 2026-12-01).
+STACK_ALLOC_BYTES = 1024
+
 __all__ = ["te", "expr", "TVM_VERSION", "LiveSchedule", "Built", "build", "compute_stages", "num_threads",
-           "shrink_factors"]
+           "shrink_factors", "STACK_ALLOC_BYTES"]
 
 # LLVM's answers about CPUs (the host's name and CPUID features, any CPU's feature table) live in backend/cpu.py,
 # which registers itself with convsched.target when imported (the package root imports it first).

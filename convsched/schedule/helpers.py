@@ -14,6 +14,8 @@ a multiple of the vector width still runs vector code, and no template needs to 
 """
 from __future__ import annotations
 
+from ..backend import STACK_ALLOC_BYTES
+
 EPILOGUE = ("bias", "residual", "act")
 
 
@@ -63,6 +65,13 @@ def fits_registers(target, need: int, slack: int = 0) -> "bool | str":
     come straight from memory, an FMA's memory operand); else why not, for a template's constraint()."""
     have = target.num_vector_registers
     return need <= have + slack or f"register tile needs {need} vector registers, {target.name} has {have}"
+
+
+def tile_on_stack(elements: int, itemsize: int) -> bool:
+    """Whether a tile of accumulators (elements x itemsize bytes) stays on the stack, where LLVM keeps it in
+    registers: larger tiles go to a heap workspace and make a store/load round trip per tile, which a short
+    reduction (a 64-channel binary conv: 9 steps) cannot amortize (backend.STACK_ALLOC_BYTES)."""
+    return elements * itemsize < STACK_ALLOC_BYTES
 
 
 # ------------------------------------------------------------------------------------------- FMA model

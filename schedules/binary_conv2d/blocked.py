@@ -29,7 +29,7 @@ a shared machine): 56x56x64, 28x28x128, 14x14x256 (3x3, pad 1): 296-311 G bit-MA
 host's xor+popcount+add ceiling (323 G, bit-GEMM microbenchmark) and 5-8x PyTorch fp32; 7x7x512 291 G.
 The scalar "naive" template reaches 185-190 G on the same layers (Zen 3 has 4 scalar popcnt ports).
 """
-from convsched.schedule import fits_registers, tile_registers, vectorize_innermost
+from convsched.schedule import fits_registers, tile_on_stack, tile_registers, vectorize_innermost
 
 LAYER = "binary_conv2d"
 
@@ -58,9 +58,12 @@ def constraint(layer, target, co_vecs, ow_tile, pad_at, parallel):
 
 def defaults(layer, target):
     """The register tile with the most accumulators doing useful work (a partial last ow tile wastes some),
-    then the one without a remainder, then wider in co. Zen 3 (1 thread, best of runs): 28x28x128 with
-    (co_vecs=2, ow_tile=4) 311 G bit-MAC/s vs (1, 7) 301 and (3, 2) 291; 7x7x512 with (1, 7) 291 vs (2, 4)
-    283 and (1, 4) 232."""
+    then the one without a remainder, then wider in co; its accumulators must stay on the stack (below 1 KB:
+    tile_on_stack). Zen 3 (1 thread, best of runs): 28x28x128 with (co_vecs=2, ow_tile=4) 311 G bit-MAC/s vs
+    (1, 7) 301 and (3, 2) 291; 7x7x512 with (1, 7) 291 vs (2, 4) 283 and (1, 4) 232. Xeon "rocketlake"
+    (Sapphire Rapids class, AVX-512, 1 thread pinned, 5 interleaved rounds, 2026-12-01; % of the bit ceiling):
+    56x56x64 (2, 8) = 1024 B on the heap 83%, (2, 7) 90%, (3, 4) 90%, (1, 8) 93%; 28x28x128 (2, 7) 89%,
+    (2, 6) 94%; 14x14x256 (2, 7) 90%; 7x7x512 (2, 7) 86%, the other tiles 83-85%."""
     space = KNOBS["ow_tile"](layer, target)
     lanes = target.lanes("uint64")
 
@@ -70,7 +73,7 @@ def defaults(layer, target):
         return (ow * co_vecs * used, used, co_vecs)
 
     tiles = [(c, t) for c in (1, 2) for t in space
-             if (c == 1 or c * lanes <= max(layer.cout, lanes))
+             if (c == 1 or c * lanes <= max(layer.cout, lanes)) and tile_on_stack(t * c * lanes, 8)
              and constraint(layer, target, c, t, "row", "rows") is True] or [(1, 1)]
     co_vecs, ow = max(tiles, key=score)
     # fewer output rows than cores: share (row, co block) pairs instead (it costs ~10% on one core: the
