@@ -96,7 +96,7 @@ UARCHES = {u.name: u for u in (
     _U("icelake-client", "intel", 2, 1,   4,  2, 2,   3,   2,   1.0,  2,   48*KiB,  512*KiB,  8*MiB,   3.5),
     _U("icelake-server", "intel", 2, 2,   4,  2, 2,   3,   2,   1.0,  2,   48*KiB,  1280*KiB, 48*MiB,  2.8),
     _U("alderlake",      "intel", 2, 0,   4,  3, 0,   3,   0,   0.0,  2,   48*KiB,  1280*KiB, 30*MiB,  4.0),
-    _U("sapphirerapids", "intel", 2, 2,   4,  3, 2,   3,   2,   1.0,  2,   48*KiB,  2*MiB,    105*MiB, 3.0),
+    _U("sapphirerapids", "intel", 2, 2,   4,  3, 2,   3,   2,   1.0,  2,   48*KiB,  2*MiB,    105*MiB, 3.8),
 )}
 
 # LLVM CPU names -> the microarchitecture modelled for them (unlisted names: "generic").
@@ -428,7 +428,7 @@ class Target:
         return d
 
     def describe(self) -> dict:
-        """The machine model as plain data (printed by `convsched show-target`, written in manifests)."""
+        """The machine model as plain data (part of to_json(), so of export manifests)."""
         m = self.model
         return {"isa_level": self.isa_level, "vector_bits": self.vector_bits,
                 "lanes": {d: self.lanes(d) for d in ("float32", "uint64", "int16", "uint8")},

@@ -40,7 +40,7 @@ if __name__ == "__main__":
     print(f"target: {host.key}  ({cs.target.cpu_model_name()}: LLVM {host.mcpu}, modelled as {host.model.name}; "
           f"{host.isa_level}, {host.vector_bits}-bit vectors, {host.fma_per_cycle} FMA/cycle, {host.cores} cores)")
     print(f"fp32 peak: {peak['total']:.0f} GFLOP/s on {host.cores} threads ({peak['source']}); "
-          f"modelled for the core: {host.modelled_fp32_peak_gflops():.0f}\n")
+          f"the model's figure for {host.cores} cores of a {host.model.name}: {host.modelled_fp32_peak_gflops():.0f}\n")
     conv = cs.layers.Conv2d(h=56, w=56, cin=64, cout=64, kh=3, kw=3, stride=1, pad=1)
     t = show("conv 3x3, default schedule", conv, template=conv.default_template())
     pool = cs.layers.Pool2d(h=112, w=112, c=64, kind="max", k=3, stride=2, pad=1)
