@@ -154,8 +154,8 @@ def report(results: dict, lce: dict) -> str:
         host_peak = res["host_peak_gops"]
         lines.append(f"\n{t} thread(s); host {res['cpu']} (LLVM {res['mcpu']}, modelled as {res['uarch']}; "
                      f"{res['target']}; popcount: {res['popcount']}); measured xor+popcount+add ceiling on "
-                     f"{t} thread(s): {host_peak:.0f} G bit-MAC/s (the model's figure for {t} core(s) of a {res['uarch']}: "
-                     f"{res['modelled_peak_gops']:.0f})")
+                     f"{t} thread(s): {host_peak:.0f} G bit-MAC/s (the model's figure for {t} core(s) of a "
+                     f"{res['uarch']}: {res['modelled_peak_gops']:.0f})")
         cols = ["layer", "template", "ms", "G bit-MAC/s", "% host ceiling", "torch fp32 ms",
                 "x torch", "LCE ms", "x LCE"]
         rows = []

@@ -21,7 +21,7 @@ from convsched.backend import peaks  # noqa: E402
 from convsched.kernel import aligned_empty, as_kernel_arg  # noqa: E402
 from convsched.tune.suites import binary_bench  # noqa: E402
 
-def main_schedule(co_vecs, ow_tile):
+def before_schedule(co_vecs, ow_tile):
     def sch(s, layer):       # schedules/binary_conv2d/blocked.py before issue 12: "out" left to LLVM
         lanes = max(1, s.target.vector_bits // 64)
         count = s["count"]
@@ -47,13 +47,13 @@ for layer in binary_bench():
     new = cs.compile(layer, template="binary_conv2d/blocked")
     kn = dict(new.schedule.knobs)
     mk = MAIN_KNOBS.get(layer.cin, (kn["co_vecs"], kn["ow_tile"]))      # the old defaults
-    old = cs.compile(layer, schedule=main_schedule(*mk))
+    old = cs.compile(layer, schedule=before_schedule(*mk))
     for name, k in (("before", old), ("issue-12", new)):
         assert np.array_equal(k(*xs), want), name
         args = [as_kernel_arg(a, s, "input") for a, s in zip(xs, layer.input_specs())]
         outs = [aligned_empty(s.shape, s.dtype) for s in layer.output_specs()]
-        kern[(f"{layer.h}x{layer.w}x{layer.cin}", name)] = (k, args, outs, layer,
-                                                             {"co_vecs": mk[0], "ow_tile": mk[1]} if name == "before" else kn)
+        tile = {"co_vecs": mk[0], "ow_tile": mk[1]} if name == "before" else kn
+        kern[(f"{layer.h}x{layer.w}x{layer.cin}", name)] = (k, args, outs, layer, tile)
 res, ceil = {}, []
 for r in range(rounds):
     ceil.append(peaks.measure_bit(host, 1, seconds=0.2)["gops"])

@@ -200,24 +200,14 @@ class StdoutCopy:
         return "".join(self._buf)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def run_info() -> dict:
     """Where, when and how this run was made: the heading of its section in docs/performance.md."""
     # imported here: common.py also serves processes that never load convsched (the LCE peer's environment)
-    from convsched.target import host
+    from convsched.target import cpu_model_name, host
     t = host()
     isa = "AVX-512" if t.has("avx512f") else "AVX2" if t.has("avx2") else "SSE"
-    cpu = (f"{_cpu_model()} (LLVM {t.mcpu}, modelled as {t.model.name}; {isa}, popcount {t.popcount}, "
-           f"{os.cpu_count()} cores)")
+    cpu = (f"{cpu_model_name() or 'unknown CPU'} (LLVM {t.mcpu}, modelled as {t.model.name}; {isa}, "
+           f"popcount {t.popcount}, {os.cpu_count()} cores)")
     return {"cpu": cpu, "target_key": t.key, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": shlex.join(["python", *[os.path.relpath(a, ROOT) if a.endswith(".py") else a
                                                for a in sys.argv]])}

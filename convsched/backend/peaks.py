@@ -379,14 +379,21 @@ def bit_peak(target=None, threads: int | None = None, cache: bool = True, at_lea
     return _measured(_cache_key("bit", tgt, threads), measure, cache, at_least)
 
 
+_remeasured: set = set()
+
+
 def _measured(key: str, measure, cache: bool, at_least: float | None) -> Peak:
     hit = _read_cache().get(key) if cache else None
     try:
         old = Peak(**hit) if hit else None
     except TypeError:                    # an entry written by another version: measure again
         old = None
-    if old is not None and (at_least is None or old.value >= at_least):
+    # measured again at most once per process and key: a kernel that does pass an honest ceiling (within the
+    # noise of both measurements) must not pay a new measurement on every benchmark() call
+    if old is not None and (at_least is None or old.value >= at_least or key in _remeasured):
         return old
+    if old is not None:
+        _remeasured.add(key)
     new = measure()
     if old is not None and old.value > new.value:
         new = old
