@@ -18,7 +18,7 @@ unroll_taps every (tap, phase) test is a constant that folds away, so each copy 
 the full tile. Without phases a tile mixes phases and every tap feeds a quarter of it (half the FMAs per
 load); measured 1 thread on the 56->28 3x3 s2 layer: phases 0.6x the time of mixed tiles.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, fma_efficiency
 
 LAYER = "conv2d_data_grad"
 
@@ -72,12 +72,6 @@ def constraint(layer, target, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, 
     return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
 
 
-def _fma_share(acc, loads):
-    """Share of the FMA peak a tile allows with 2 FMA pipes of latency 4 and 2 loads a cycle (the model of
-    conv2d/nhwc_direct): acc FMAs and `loads` loads (broadcasts + weight vectors) per reduction step."""
-    return round((acc / 2) / max(acc / 2, loads / 2, 4), 3)
-
-
 def _grid(layer, phases):
     """Rows and columns of pixels a tile is cut from: the image, or with phases one phase's share of it."""
     f = layer.forward
@@ -87,8 +81,9 @@ def _grid(layer, phases):
 
 
 def defaults(layer, target):
-    """The register tile whose FMAs can run at peak by _fma_share(), then with the most accumulators (at most
-    regs - 4: 28 of 32 zmm, 12 of 16 ymm), then wide rows; pixel tiles that divide the (phase) grid.
+    """The register tile whose FMAs can run at peak by fma_efficiency() (the target's FMA pipes, latency and load
+    ports), then with the most accumulators (at most regs - 4: 28 of 32 zmm, 12 of 16 ymm), then wide rows;
+    pixel tiles that divide the (phase) grid.
     Measured 1 thread (Xeon, rocketlake, AVX-512, 2026-12-02, shared machine): 56x56 64->64: ci 32 x 14 px
     (28 accumulators) 1.27 ms vs 8 px 1.65 ms; 56->28 s2 with phases: 0.59-0.61 ms for 14, 2x4 and 7x2 px
     tiles vs 1.04 ms without phases at 2x4; deep layers ("ci" order, wt per block): 14->7 s2 0.90 ms."""
@@ -105,7 +100,7 @@ def defaults(layer, target):
                 if _regs(layer, target, ci, ow, oh) > regs:
                     continue
                 acc = ow * oh * vecs
-                score = (_fma_share(acc, ow * oh + vecs), min(acc, regs - 4), ow)
+                score = (round(fma_efficiency(target, acc, ow * oh + vecs), 3), min(acc, regs - 4), ow)
                 if best is None or score > best[0]:
                     best = (score, ci, ow, oh)
     _, ci, ow, oh = best

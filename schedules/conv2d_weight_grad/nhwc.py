@@ -12,7 +12,7 @@ Order "passes": co_o > oh_o > parallel ci_o > ...: every input-channel block of 
 (one parallel region per pass); within the noise of "blocks" on 56x56x64 (1.13-1.31 vs 1.15-1.31 ms, 1 thread,
 Xeon rocketlake, shared machine), so a tuner's choice.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, fma_efficiency
 
 LAYER = "conv2d_weight_grad"
 
@@ -39,12 +39,6 @@ KNOBS = {
 }
 
 
-def _fma_share(acc, loads):
-    """Share of the FMA peak a tile allows with 2 FMA pipes of latency 4 and 2 loads a cycle (the model of
-    conv2d/nhwc_direct): acc FMAs and `loads` loads (dy vectors + broadcasts) per pixel."""
-    return round((acc / 2) / max(acc / 2, loads / 2, 4), 3)
-
-
 def _regs(layer, target, co_tile, ci_tile, kw_in_tile):
     vecs = co_tile // _vec(layer.forward.cout, target)
     taps = layer.forward.kw if kw_in_tile else 1
@@ -57,9 +51,10 @@ def constraint(layer, target, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_a
 
 
 def defaults(layer, target):
-    """The tile whose FMAs can run at peak by _fma_share(), then with the most accumulators the registers allow
-    (at most regs - 4), then the fewest loads per FMA (7x7x512: ci 2 x co 64 1.56 ms, ci 4 x co 32 1.81 ms);
-    kw_in_tile when the taps of a row add accumulators that the channels cannot (depthwise, or
+    """The tile whose FMAs can run at peak by fma_efficiency() (the target's FMA pipes, latency and load ports),
+    then with the most accumulators the registers allow (at most regs - 4), then the fewest loads per FMA
+    (7x7x512: ci 2 x co 64 1.56 ms, ci 4 x co 32 1.81 ms); kw_in_tile when the taps of a row add accumulators
+    that the channels cannot (depthwise, or
     56x56x64 on AVX-512: kw 3 x ci 2 x co 64 = 24 accumulators, 10 loads per 24 FMAs: 1.21 ms vs 1.66 ms
     for ci 4 x co 64, 1 thread, Xeon rocketlake, 2026-12-02)."""
     f = layer.forward
@@ -75,7 +70,8 @@ def defaults(layer, target):
                 vecs = co // v
                 acc = taps * ci * vecs
                 loads = vecs + taps * ci
-                score = (_fma_share(acc, loads), min(acc, regs - 4), -round(loads / acc, 3), not kw_in)
+                score = (round(fma_efficiency(target, acc, loads), 3), min(acc, regs - 4), -round(loads / acc, 3),
+                         not kw_in)
                 if best is None or score > best[0]:
                     best = (score, co, ci, kw_in)
     _, co, ci, kw_in = best
