@@ -12,7 +12,8 @@ KNOBS = dict(get_template(FORWARD).ns["KNOBS"])
 
 
 def applies(layer, target):
-    return get_template(FORWARD).ns["applies"](layer, target)
+    forward_applies = get_template(FORWARD).ns.get("applies")
+    return True if forward_applies is None else forward_applies(layer, target)
 
 
 def schedule(s, layer, **knobs):
