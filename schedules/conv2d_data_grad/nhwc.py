@@ -84,7 +84,7 @@ def defaults(layer, target):
     """The register tile whose FMAs can run at peak by fma_efficiency() (the target's FMA pipes, latency and load
     ports), then with the most accumulators (at most regs - 4: 28 of 32 zmm, 12 of 16 ymm), then wide rows;
     pixel tiles that divide the (phase) grid.
-    Measured 1 thread (Xeon, rocketlake, AVX-512, 2026-12-02, shared machine): 56x56 64->64: ci 32 x 14 px
+    Measured 1 thread (Xeon, rocketlake, AVX-512, 2026-12-01, shared machine): 56x56 64->64: ci 32 x 14 px
     (28 accumulators) 1.27 ms vs 8 px 1.65 ms; 56->28 s2 with phases: 0.59-0.61 ms for 14, 2x4 and 7x2 px
     tiles vs 1.04 ms without phases at 2x4; deep layers ("ci" order, wt per block): 14->7 s2 0.90 ms."""
     f = layer.forward

@@ -56,7 +56,7 @@ def defaults(layer, target):
     (7x7x512: ci 2 x co 64 1.56 ms, ci 4 x co 32 1.81 ms); kw_in_tile when the taps of a row add accumulators
     that the channels cannot (depthwise, or
     56x56x64 on AVX-512: kw 3 x ci 2 x co 64 = 24 accumulators, 10 loads per 24 FMAs: 1.21 ms vs 1.66 ms
-    for ci 4 x co 64, 1 thread, Xeon rocketlake, 2026-12-02)."""
+    for ci 4 x co 64, 1 thread, Xeon rocketlake, 2026-12-01)."""
     f = layer.forward
     v = _vec(f.cout, target)
     regs = target.num_vector_registers
