@@ -10,21 +10,27 @@
     convsched demo
 
 LAYER is a layer kind (conv2d, pool2d, binary_conv2d, ...) or class name (Conv2d); k=v are its fields.
-Values: integers, floats, true/false, none, pairs as 1,2, anything else a string.
+Values are read by the field's type (convsched/layers/params.py): integers, true/false (or 1/0, yes/no), none,
+pairs as 1,2; `bias=Flase` or `h=5.5` is an error. Every user error prints `convsched: error: ...` and exits 2;
+anything else is an internal error: one line, exit 1 (CONVSCHED_DEBUG=1 prints the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 import tempfile
+import traceback
 import warnings
 
 from . import records
 from .errors import ConvschedError
 from .kernel import compile
 from .layers import Conv2d, registry
+from .layers.params import parse_param, parse_value
 from .schedule import get_template, list_templates
 from .target import get as get_target
 from .tune import tune
@@ -33,32 +39,21 @@ from .tune.strategies import STRATEGIES
 from .tune.suites import SUITES, get_suite
 
 
-def parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "yes"):
-        return True
-    if low in ("false", "no"):
-        return False
-    if low in ("none", "null"):
-        return None
-    if "," in text:
-        return tuple(parse_value(t) for t in text.split(",") if t != "")
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_kv(items, what: str) -> dict:
+def split_kv(items, what: str) -> dict:
+    """{name: value text} of name=value arguments."""
     out = {}
     for it in items:
         if "=" not in it:
             raise ConvschedError(f"{what} '{it}' is not of the form name=value")
         k, v = it.split("=", 1)
-        out[k.strip()] = parse_value(v.strip())
+        if not k.strip():
+            raise ConvschedError(f"{what} '{it}' has no name before '='")
+        out[k.strip()] = v.strip()
     return out
+
+
+def parse_kv(items, what: str) -> dict:
+    return {k: parse_value(v) for k, v in split_kv(items, what).items()}
 
 
 def make_layer(name: str, params: list):
@@ -67,14 +62,14 @@ def make_layer(name: str, params: list):
         cls = registry.layer_class(name)
     except LookupError as e:
         raise ConvschedError(str(e)) from None
-    kw = parse_kv(params, "layer parameter")
+    texts = split_kv(params, "layer parameter")
     fields = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in kw if k not in fields]
+    unknown = [k for k in texts if k not in fields]
     if unknown:
         raise ConvschedError(f"{cls.__name__} has no parameter {', '.join(repr(u) for u in unknown)}; "
                              f"its parameters are: {', '.join(fields)}")
     try:
-        return cls(**kw)
+        return cls(**{k: parse_param(cls, k, v) for k, v in texts.items()})
     except (ValueError, TypeError) as e:
         raise ConvschedError(f"bad {cls.__name__} parameters: {e}") from None
 
@@ -259,6 +254,22 @@ def cmd_demo(args):
 
 
 # ------------------------------------------------------------------------------------------------ parser
+def _positive(kind):
+    """An argparse type: a positive int, or a positive finite float (`--timeout 0` would log every candidate
+    as a timeout)."""
+    def convert(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") \
+                from None
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return v
+    convert.__name__ = f"positive {kind.__name__}"
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convsched", description="Schedule, tune, compile and benchmark CPU "
                                 "neural-net layers (Apache TVM).")
@@ -274,15 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="search schedules for a layer and log the measurements")
     layer_args(t, suite=True)
-    t.add_argument("--trials", type=int, default=64)
+    t.add_argument("--trials", type=_positive(int), default=64)
     t.add_argument("--strategy", default="auto", help="auto, exhaustive, random, evolutionary")
-    t.add_argument("--workers", type=int, default=None, help="parallel build processes (default: cores)")
-    t.add_argument("--timeout", type=float, default=20.0, help="seconds per build/run before a candidate is killed")
+    t.add_argument("--workers", type=_positive(int), default=None, help="parallel build processes (default: cores)")
+    t.add_argument("--timeout", type=_positive(float), default=20.0, help="seconds per build/run before a candidate is killed")
     t.add_argument("--template", action="append", help="only this template (repeatable)")
     t.add_argument("--rpc-tracker", help="host:port of a TVM RPC tracker: measure on its servers")
     t.add_argument("--rpc-key", help="the key the RPC servers registered under")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--time-budget", type=float, default=None, help="stop proposing after this many seconds")
+    t.add_argument("--time-budget", type=_positive(float), default=None, help="stop proposing after this many seconds")
     t.add_argument("--no-resume", action="store_true", help="re-measure candidates already in the log")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_tune)
@@ -303,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time a layer or a suite with its best tuned schedule (else the default)")
     layer_args(b, suite=True)
-    b.add_argument("--repeat", type=int, default=15)
+    b.add_argument("--repeat", type=_positive(int), default=15)
     b.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("show", help="best tuning records per workload; --plot: best so far vs trials")
@@ -319,22 +330,33 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(fn=cmd_list)
 
     d = sub.add_parser("demo", help="tune a small conv for a few trials and compare with the default schedule")
-    d.add_argument("--trials", type=int, default=12)
-    d.add_argument("--timeout", type=float, default=30.0)
+    d.add_argument("--trials", type=_positive(int), default=12)
+    d.add_argument("--timeout", type=_positive(float), default=30.0)
     d.set_defaults(fn=cmd_demo)
     return p
+
+
+# What a user can cause by what they typed or pointed at (values, files): `convsched: error:`, exit 2.
+USER_ERRORS = (ConvschedError, ValueError, OSError)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ConvschedError as e:
-        print(f"convsched: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("convsched: interrupted (records already measured are in the log)", file=sys.stderr)
         return 130
+    except USER_ERRORS as e:
+        print(f"convsched: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:          # a bug of ours: one line, unless asked for the traceback
+        if os.environ.get("CONVSCHED_DEBUG"):
+            traceback.print_exc()
+        print(f"convsched: internal error: {type(e).__name__}: {e}\nplease report it with the command line"
+              + ("" if os.environ.get("CONVSCHED_DEBUG") else " (CONVSCHED_DEBUG=1 prints the traceback)"),
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ fused kernel needs to chain several layers in one function.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, NamedTuple
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..backend import te
 from . import registry
+from .params import check_params
 
 
 class TensorSpec(NamedTuple):
@@ -42,10 +44,15 @@ class Layer:
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         registry.register(cls)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not getattr(own, "_after_layer_checks", False):
+            cls.__post_init__ = _after_layer_checks(own)
 
     def __post_init__(self):
-        """Where a layer checks its parameters (ValueError naming the field); subclasses that add checks
-        call super().__post_init__() first."""
+        """The checks every layer gets, before its own __post_init__ (ValueError naming the field): each
+        field typed by its annotation (layers/params.py). A subclass's own __post_init__ runs after this
+        one whether or not it calls super().__post_init__() (Layer.__init_subclass__)."""
+        check_params(self)
 
     # -- to be provided by each layer
     def input_specs(self) -> list[TensorSpec]:
@@ -159,6 +166,17 @@ class Layer:
     def __str__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def _after_layer_checks(post_init):
+    """A subclass's own __post_init__, preceded by Layer.__post_init__: its range checks then see typed
+    values (stride 2, never 1.5 truncated to 1), and a custom layer that forgets super() is typed too."""
+    @functools.wraps(post_init)
+    def run(self):
+        Layer.__post_init__(self)
+        post_init(self)
+    run._after_layer_checks = True
+    return run
 
 
 def pair(v) -> tuple[int, int]:
