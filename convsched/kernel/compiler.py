@@ -11,7 +11,7 @@ import warnings
 
 from .. import records
 from .. import target as targets
-from ..errors import ScheduleError
+from ..errors import BuildError, ScheduleError
 from ..layers import LossDelta
 from ..schedule import Schedule, get_template
 from .kernel import Kernel, refusal
@@ -52,21 +52,35 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
     why_not = refusal(tgt, targets.host())
     spec = MULTI_PART.get(layer.KIND)
     if spec is None:
-        part = build_part(layer, tgt, _recipe(layer, tgt, template, knobs, schedule, log), why_not)
+        part = None
+        if schedule is None and template is None and knobs is None:
+            part = _build_best_record(layer, tgt, log, why_not)
+        if part is None:
+            part = build_part(layer, tgt, _recipe(layer, tgt, template, knobs, schedule), why_not)
         return Kernel(layer, tgt, part.schedule, part.built, part.loop_nest)
     recipes = _part_recipes(layer, tgt, spec, template, knobs, schedule, log)
     parts = {name: build_part(layer, tgt, r, why_not) for name, r in recipes.items()}
     return spec.assemble(layer, tgt, parts, recipes, why_not)
 
 
-def _recipe(layer, tgt, template, knobs, schedule, log) -> Recipe:
-    """The schedule of a single-function kernel."""
+def _build_best_record(layer, tgt, log, why_not):
+    """The kernel of the fastest verified tuning record that still builds, or None. A record that passed the
+    schema and knob checks but no longer schedules or compiles (a template edit that kept its knobs, a
+    hand-edited log) is skipped with a warning naming its line, and the next-best record is tried."""
+    for rec in records.ranked(layer, tgt, log):
+        try:
+            return build_part(layer, tgt, Recipe(rec["template"], rec["knobs"]), why_not)
+        except (ScheduleError, BuildError) as e:
+            _warn_once(("unbuildable", records.where(rec)),
+                       f"{records.where(rec)}: tuning record skipped: it does not build: {e}")
+    return None
+
+
+def _recipe(layer, tgt, template, knobs, schedule) -> Recipe:
+    """The schedule of a single-function kernel when no tuning record is used."""
     if schedule is not None:
         return Recipe(schedule=schedule)
     if template is None and knobs is None:
-        best = records.best_record(layer, tgt, log)
-        if best is not None:
-            return Recipe(*best)
         template = layer.default_template()
         _warn_once((layer.workload_key, tgt.key),
                    f"no tuning record for {layer} on {tgt.key}; using the default template {template}")
