@@ -163,7 +163,7 @@ def cmd_show(args):
         print(f"no records in {path}")
         return 0
     layer = make_layer(args.layer, args.params) if args.layer else None
-    best = records.best_records(path, warn=False)
+    best = records.best_records(path, warn=True, target=tgt)
     print(f"{path}: {len(recs)} records, {len(best)} workloads with a verified record")
     for (wk, tk), r in sorted(best.items(), key=lambda kv: kv[0]):
         if layer is not None and wk != layer.workload_key:
@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--trials", type=_positive(int), default=64)
     t.add_argument("--strategy", default="auto", help="auto, exhaustive, random, evolutionary")
     t.add_argument("--workers", type=_positive(int), default=None, help="parallel build processes (default: cores)")
-    t.add_argument("--timeout", type=_positive(float), default=20.0, help="seconds per build/run before a candidate is killed")
+    t.add_argument("--timeout", type=_positive(float), default=20.0,
+                   help="seconds per build/run before a candidate is killed")
     t.add_argument("--template", action="append", help="only this template (repeatable)")
     t.add_argument("--rpc-tracker", help="host:port of a TVM RPC tracker: measure on its servers")
     t.add_argument("--rpc-key", help="the key the RPC servers registered under")
@@ -336,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line say what happened, not which line of convsched noticed."""
+    return f"convsched: warning: {message}\n"
+
+
 # What a user can cause by what they typed or pointed at (values, files): `convsched: error:`, exit 2.
 USER_ERRORS = (ConvschedError, ValueError, OSError)
 
@@ -343,7 +349,9 @@ USER_ERRORS = (ConvschedError, ValueError, OSError)
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        with warnings.catch_warnings():
+            warnings.formatwarning = _format_warning
+            return args.fn(args)
     except KeyboardInterrupt:
         print("convsched: interrupted (records already measured are in the log)", file=sys.stderr)
         return 130
