@@ -1,11 +1,12 @@
-"""Every shipped template, over sampled knob points, against each sample layer's reference()."""
+"""Every shipped template, over sampled knob points, against each sample layer's reference(), on random inputs
+and on inputs with inf, -inf and NaN."""
 import itertools
 import random
 
 import pytest
 
 import convsched as cs
-from conftest import check_against_reference
+from conftest import check_against_reference, check_nonfinite
 from layer_samples import SAMPLES
 
 POINTS_PER_LAYER = 3
@@ -34,6 +35,7 @@ def test_template_sampled_knobs(name, idx, host):
     for knobs in _points(tmpl, layer, host, POINTS_PER_LAYER, seed=idx):
         k = cs.compile(layer, template=name, knobs=knobs)
         check_against_reference(layer, k, seed=idx)
+        check_nonfinite(layer, k, tmpl.algorithm, seed=idx)
 
 
 def test_every_kind_with_templates_has_samples():
