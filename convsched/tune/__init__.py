@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import records
 from .. import target as targets
-from ..backend import rpc
+from ..backend import check_environment, rpc
 from ..errors import ConvschedError, TargetError
 from .measure import Measurer, Result
 from .space import Candidate, SearchSpace
@@ -128,6 +128,7 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
                      seed=seed, time_budget_s=time_budget_s, batch=batch)
     if isinstance(templates, str):
         templates = [templates]
+    check_environment()                 # before workers inherit a repaired copy of it
     tgt = targets.get(target)
     rpc_cfg = None
     if rpc_tracker or rpc_key:
