@@ -49,7 +49,11 @@ FAILED_STATUSES = ("invalid", "build_error", "wrong", "run_error", "crash", "tim
 
 def default_dir() -> Path:
     env = os.environ.get("CONVSCHED_TUNING_LOGS")
-    return Path(env) if env else SHIPPED_DIR
+    if not env:
+        return SHIPPED_DIR
+    if Path(env).exists() and not Path(env).is_dir():
+        raise ConvschedError(f"CONVSCHED_TUNING_LOGS={env!r} is not a directory (logs are <dir>/<target key>.jsonl)")
+    return Path(env)
 
 
 def log_path(target, log=None) -> Path:

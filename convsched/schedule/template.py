@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import traceback
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,15 @@ def user_template_dirs() -> list[Path]:
     return list(_user_dirs)
 
 
+_env_warned: set = set()
+
+
 def template_dirs() -> list[Path]:
     env = [Path(d) for d in os.environ.get("CONVSCHED_SCHEDULES", "").split(os.pathsep) if d]
+    for d in env:
+        if not d.is_dir() and d not in _env_warned:      # a typo would otherwise hide the templates quietly
+            _env_warned.add(d)
+            warnings.warn(f"CONVSCHED_SCHEDULES names {d}, which is not a directory", stacklevel=2)
     layer_dirs = [d for d in registry.template_dirs() if d not in _user_dirs]
     return _user_dirs + layer_dirs + env + [BUILTIN_DIR]
 
