@@ -180,6 +180,10 @@ def get(target: "str | Target | None" = "host", cores: int | None = None) -> Tar
     """Resolve "host", a named target ("znver4", "x86-64-v3", "generic", ...) or a Target."""
     if isinstance(target, Target):
         return target
+    if cores is not None and (not isinstance(cores, int) or isinstance(cores, bool) or cores < 1):
+        raise TargetError(f"cores must be a positive integer, got {cores!r}")
+    if target is not None and not isinstance(target, str):
+        raise TargetError(f"a target is 'host', a name ({', '.join(NAMED)}) or a Target, got {target!r}")
     if target is None or target == "host":
         t = host()
         return t if cores is None else Target(t.name, t.mcpu, t.features, cores, t.triple, t.disabled)

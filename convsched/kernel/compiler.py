@@ -12,7 +12,7 @@ import warnings
 from .. import records
 from .. import target as targets
 from ..errors import BuildError, ScheduleError
-from ..layers import LossDelta
+from ..layers import Layer, LossDelta
 from ..schedule import Schedule, get_template
 from .kernel import Kernel, refusal
 from .loss_delta import LOSS_DELTA
@@ -46,9 +46,14 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
     log: where the tuning records are (records.log_path). A kernel built for CPU features the host lacks
     compiles (cross-compilation, export) but refuses to run.
     """
+    if not isinstance(layer, Layer):
+        raise ValueError(f"compile: expected a layer (e.g. cs.layers.Conv2d(...)), got {layer!r}"[:300])
     tgt = targets.get(target)
     if schedule is not None and (template or knobs):
         raise ScheduleError("give either schedule= or template=/knobs=, not both")
+    if schedule is not None and not (isinstance(schedule, Schedule) or callable(schedule)):
+        raise ScheduleError(f"schedule= is a recorded Schedule (Schedule.from_json) or a function schedule(s, "
+                            f"layer), got {type(schedule).__name__}")
     why_not = refusal(tgt, targets.host())
     spec = MULTI_PART.get(layer.KIND)
     if spec is None:

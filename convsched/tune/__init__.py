@@ -23,6 +23,7 @@ from .. import records
 from .. import target as targets
 from ..backend import check_environment, rpc
 from ..errors import ConvschedError, TargetError
+from ..layers import Layer
 from .measure import Measurer, Result
 from .space import Candidate, SearchSpace
 from .strategies import STRATEGIES, Strategy, make_strategy, register_strategy
@@ -124,6 +125,8 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
     registered under rpc_key with TVM's RPC tracker at host:port. time_budget_s: stop submitting new
     candidates after this many seconds (the ones in flight still finish).
     """
+    if not isinstance(layer, Layer):
+        raise ValueError(f"tune: expected a layer (e.g. cs.layers.Conv2d(...)), got {layer!r}"[:300])
     _check_arguments(trials=trials, workers=workers, timeout=timeout, repeat=repeat, min_repeat_ms=min_repeat_ms,
                      seed=seed, time_budget_s=time_budget_s, batch=batch)
     if isinstance(templates, str):
