@@ -100,11 +100,18 @@ def get_template(name: str) -> "Template":
     return _cache[key]
 
 
-def _knobs_line(source: str) -> int:
+def _line_of(source: str, name: str) -> int | None:
+    """The line of the module-level assignment (or def) of `name` in a template's source."""
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "KNOBS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             return node.lineno
-    return 1
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node.lineno
+    return None
+
+
+def _knobs_line(source: str) -> int:
+    return _line_of(source, "KNOBS") or 1
 
 
 def _knob_value(v):
@@ -170,7 +177,7 @@ class Template:
                 raise ScheduleError(f"template defines no {required}", file=str(path), template=name)
         if ns["LAYER"] != name.split("/")[0]:
             raise ScheduleError(f"template says LAYER = {ns['LAYER']!r} but lives under {name.split('/')[0]}/",
-                                file=str(path), template=name)
+                                file=str(path), line=_line_of(src, "LAYER"), template=name)
         if not isinstance(ns["KNOBS"], dict) or not all(isinstance(k, str) for k in ns["KNOBS"]):
             raise KnobError(f"KNOBS must be a dict {{knob name: list of values, or a function (layer, target) -> "
                             f"list}}, got {type(ns['KNOBS']).__name__}", file=str(path), line=knobs_line,
@@ -178,9 +185,10 @@ class Template:
         for fn in ("schedule", "applies", "defaults", "constraint"):
             if fn in ns and not callable(ns[fn]):
                 raise ScheduleError(f"{fn} must be a function, got {type(ns[fn]).__name__}", file=str(path),
-                                    template=name)
+                                    line=_line_of(src, fn), template=name)
         if not isinstance(ns.get("ALGORITHM", "direct"), str):
-            raise ScheduleError(f"ALGORITHM must be a string, got {ns['ALGORITHM']!r}", file=str(path), template=name)
+            raise ScheduleError(f"ALGORITHM must be a string, got {ns['ALGORITHM']!r}", file=str(path),
+                                line=_line_of(src, "ALGORITHM"), template=name)
         return Template(name, path, hashlib.sha256(src.encode()).hexdigest()[:16], ns["LAYER"],
                         (ns.get("__doc__") or "").strip() if isinstance(ns.get("__doc__"), str) else "", ns,
                         knobs_line)
