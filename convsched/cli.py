@@ -52,10 +52,6 @@ def split_kv(items, what: str) -> dict:
     return out
 
 
-def parse_kv(items, what: str) -> dict:
-    return {k: parse_value(v) for k, v in split_kv(items, what).items()}
-
-
 def make_layer(name: str, params: list):
     """A layer from its KIND or class name and name=value parameters (the layer registry)."""
     try:
@@ -102,10 +98,23 @@ def cmd_tune(args):
 
 
 def _compile(args, layer):
-    knobs = parse_kv(args.knob or [], "knob")
-    if knobs and not args.template:
+    texts = split_kv(args.knob or [], "knob")
+    if texts and not args.template:
         args.template = layer.default_template()
-    return compile(layer, template=args.template, knobs=knobs or None, target=args.target, log=args.log)
+    knobs = _knob_values(args.template, layer, get_target(args.target), texts) if texts else None
+    return compile(layer, template=args.template, knobs=knobs, target=args.target, log=args.log)
+
+
+def _knob_values(template: str, layer, target, texts: dict) -> dict:
+    """Knob values from their text, read as the value of the knob's space that prints the same
+    (`pack=none` is the string "none", `unroll_kw=true` the bool): unknown knobs and values outside the space
+    are then reported by compile(), with the space."""
+    space = get_template(template).knob_space(layer, target)
+    out = {}
+    for k, text in texts.items():
+        same = [v for v in space.get(k, ()) if str(v).lower() == text.lower()]
+        out[k] = same[0] if len(same) == 1 else parse_value(text)
+    return out
 
 
 def cmd_compile(args):
