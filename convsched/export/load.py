@@ -71,8 +71,8 @@ class Library:
     """An export directory, checked: manifest readable and untampered, library untampered, CPU able."""
 
     def __init__(self, directory):
+        m = M.read(directory)
         self.directory = d = Path(directory)
-        m = M.read(d)
         libpath = d / m["library"]
         try:
             self.dll = ctypes.CDLL(_loadable_path(libpath.resolve(), m["library_sha256"]))
