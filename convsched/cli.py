@@ -351,8 +351,8 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"convsched: warning: {message}\n"
 
 
-# What a user can cause by what they typed or pointed at (values, files): `convsched: error:`, exit 2.
-USER_ERRORS = (ConvschedError, ValueError, OSError)
+# What a user can cause by what they typed or pointed at (values, files, sizes): `convsched: error:`, exit 2.
+USER_ERRORS = (ConvschedError, ValueError, OSError, MemoryError)
 
 
 def main(argv=None) -> int:

@@ -157,3 +157,26 @@ def test_malformed_serialised_schedules(what, blob):
 def test_well_formed_but_illegal_schedules_are_schedule_errors(steps):
     with pytest.raises(cs.ScheduleError):
         cs.compile(TINY, schedule=Schedule.from_json({"steps": steps}))
+
+
+def test_buffers_too_big_to_index_or_empty_are_refused_before_tvm():
+    with pytest.raises(ValueError, match=r"input 'a' has 4294967296 elements"):
+        cs.compile(cs.layers.Add(h=2 ** 16, w=2 ** 16, c=1))
+
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Empty(cs.layers.CustomLayer):
+        c: int = 0
+
+        def input_specs(self):
+            return [cs.layers.TensorSpec("x", (1, self.c), "float32")]
+
+        def compute(self, te, expr, x):
+            return te.compute(x.shape, lambda *i: x(*i), name="copy")
+
+        def reference(self, x):
+            return x
+
+    with pytest.raises(ValueError, match=r"input 'x' has shape \(1, 0\): every dimension must be positive"):
+        cs.compile(Empty(), schedule=lambda s, layer: None)

@@ -99,6 +99,14 @@ def test_internal_errors_are_one_line_unless_debugging(capsys, monkeypatch):
     assert rc == 1 and "Traceback" in err and "a bug of ours" in err
 
 
+def test_out_of_memory_is_a_user_error(capsys, monkeypatch):
+    def too_big(args):
+        raise MemoryError("Unable to allocate 37.3 GiB for an array with shape (100000, 100000)")
+    monkeypatch.setattr(cli, "cmd_compile", too_big)
+    rc, out, err = run(capsys, "compile", *TINY)
+    assert rc == 2 and "convsched: error: Unable to allocate" in err and "Traceback" not in err
+
+
 def test_bad_environment_from_the_real_command(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "convsched")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "convsched.cli"]

@@ -21,6 +21,7 @@ BROKEN = {
     "space_none": ('LAYER = "conv2d"\nKNOBS = {"f": lambda layer, target: None}\n' + GOOD_SCHEDULE, 2),
     "space_of_lists": ('LAYER = "conv2d"\nKNOBS = {"f": [[1, 2]]}\n' + GOOD_SCHEDULE, 2),
     "space_of_nan": ('LAYER = "conv2d"\nKNOBS = {"f": [float("nan")]}\n' + GOOD_SCHEDULE, 2),
+    "space_endless": ('LAYER = "conv2d"\nKNOBS = {"f": range(10 ** 12)}\n' + GOOD_SCHEDULE, 2),
     "applies_raises": ('LAYER = "conv2d"\nKNOBS = {"f": [1]}\n\n\ndef applies(layer, target):\n'
                        '    raise ValueError("cannot tell")\n' + GOOD_SCHEDULE, 6),
     "applies_garbage": ('LAYER = "conv2d"\nKNOBS = {"f": [1]}\n\n\ndef applies(layer, target):\n    return None\n'

@@ -48,6 +48,7 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
     """
     if not isinstance(layer, Layer):
         raise ValueError(f"compile: expected a layer (e.g. cs.layers.Conv2d(...)), got {layer!r}"[:300])
+    _check_argument_sizes(layer)
     tgt = targets.get(target)
     if schedule is not None and (template or knobs):
         raise ScheduleError("give either schedule= or template=/knobs=, not both")
@@ -66,6 +67,26 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
     recipes = _part_recipes(layer, tgt, spec, template, knobs, schedule, log)
     parts = {name: build_part(layer, tgt, r, why_not) for name, r in recipes.items()}
     return spec.assemble(layer, tgt, parts, recipes, why_not)
+
+
+# TVM declares loops over a buffer with 32-bit indices: a bigger buffer fails deep inside TVM with "Literal value
+# ... out of range" (measured with cs.layers.Add(h=2**16, w=2**16, c=1), TVM 0.27, 2026-12).
+MAX_ELEMENTS = 2 ** 31 - 1
+
+
+def _check_argument_sizes(layer) -> None:
+    """ValueError naming the argument if one has an empty dimension or more elements than kernels can index."""
+    for role, specs in (("input", layer.input_specs()), ("output", layer.output_specs())):
+        for spec in specs:
+            if any(int(d) <= 0 for d in spec.shape):
+                raise ValueError(f"{type(layer).__name__}: {role} '{spec.name}' has shape {tuple(spec.shape)}: every "
+                                 f"dimension must be positive")
+            n = 1
+            for d in spec.shape:
+                n *= int(d)
+            if n > MAX_ELEMENTS:
+                raise ValueError(f"{type(layer).__name__}: {role} '{spec.name}' has {n} elements; a kernel's buffers "
+                                 f"hold at most 2**31 - 1 (32-bit indices)")
 
 
 def _build_best_record(layer, tgt, log, why_not):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import math
 import os
 import traceback
@@ -37,12 +38,15 @@ from .recorder import ScheduleBuilder
 from .steps import Schedule
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "schedules"
+MAX_KNOB_VALUES = 10_000      # a knob space is a list to search, not range(10**9): the search would never end
 _user_dirs: list[Path] = []
 _cache: dict = {}
 
 
 def add_template_dir(path) -> None:
     """Search `path` (laid out as <layer>/<name>.py) before the shipped schedules/."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"add_template_dir: expected a directory path, got {path!r}")
     p = Path(path).resolve()
     if not p.is_dir():
         raise FileNotFoundError(f"template directory {p} does not exist")
@@ -235,9 +239,12 @@ class Template:
                 raise self._err(KnobError, f"knob space of '{k}' is {_short(vals)}; expected a list of values",
                                 line=self.knobs_line)
             try:
-                vals = [_knob_value(x) for x in vals]
+                vals = [_knob_value(x) for x in itertools.islice(vals, MAX_KNOB_VALUES + 1)]
             except (TypeError, ValueError) as e:
                 raise self._err(KnobError, f"knob space of '{k}': {e}", line=self.knobs_line) from None
+            if len(vals) > MAX_KNOB_VALUES:
+                raise self._err(KnobError, f"knob space of '{k}' has more than {MAX_KNOB_VALUES} values",
+                                line=self.knobs_line)
             space[k] = vals
         return space
 
