@@ -117,3 +117,15 @@ def test_winograd_is_flagged_on_inf_and_never_picked_by_the_tuner(tmp_path):
                       timeout=60, progress=False)
     (rec,) = res.records
     assert rec["status"] == "wrong" and "inf, -inf and NaN" in rec["error"] and res.best is None
+
+
+def test_records_of_a_finite_only_algorithm_are_not_used(tmp_path):
+    layer, host = L.Conv2d(h=8, w=8, cin=8, cout=8), cs.target.host()
+    log = tmp_path / "t.jsonl"
+    for name, ms in (("conv2d/nhwc_direct", 2.0), ("conv2d/nhwc_winograd", 0.5)):   # Winograd from an older tuner
+        knobs = cs.schedule.get_template(name).defaults(layer, host)
+        cs.records.append(log, cs.records.make_record(
+            layer, host, name, knobs, "ok", timing={"median_ms": ms, "p10_ms": ms, "p90_ms": ms, "runs": 3},
+            rate=1 / ms, unit="GFLOP/s"))
+    with pytest.warns(UserWarning, match="ignoring tuning records of conv2d/nhwc_winograd"):
+        assert cs.records.best_record(layer, host, log)[0] == "conv2d/nhwc_direct"
