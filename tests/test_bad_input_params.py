@@ -88,6 +88,7 @@ BAD = [
     (L.LossDelta, {"classes": "10"}, "classes"),
     (L.LossDelta, {"n": 0}, "n"),
     (FusedLayer, {"members": 5}, "members"),
+    (FusedLayer, {"members": (1, 2)}, "members"),
 ]
 
 
