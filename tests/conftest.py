@@ -1,9 +1,37 @@
+"""Shared test setup: the reference check and the target matrix.
+
+The target matrix: kernel tests run for the host and for the named targets in MATRIX_CANDIDATES that the host
+can execute (every ISA feature they use is present): on an AVX-512 host "host" + "x86-64-v3" (AVX2, emulated
+popcount), on an AVX2 host "host" + "x86-64-v3" as well. Named targets the host cannot execute (NOT_EXECUTABLE,
+e.g. the AVX-512 ones on an AVX2 host, or AMD's znver* with SSE4A on an Intel host) are compiled and their
+assembly checked instead (test_targets.py). $CONVSCHED_TEST_TARGETS="host,x86-64-v2,..." overrides the matrix
+(targets the host cannot execute are dropped from it). Expectations come from each target's model, never from
+one CPU's numbers.
+"""
+import os
+import tempfile
 import warnings
 
 import numpy as np
 import pytest
 
 import convsched as cs
+
+MATRIX_CANDIDATES = ("x86-64-v3",)
+
+# Measured peaks are cached per user; tests measure into a scratch directory instead of the user's cache.
+os.environ.setdefault("CONVSCHED_CACHE_DIR", tempfile.mkdtemp(prefix="convsched-test-cache-"))
+
+
+def _matrix() -> list:
+    host = cs.target.host()
+    env = os.environ.get("CONVSCHED_TEST_TARGETS")
+    names = [n.strip() for n in env.split(",") if n.strip()] if env else ["host", *MATRIX_CANDIDATES]
+    return [n for n in dict.fromkeys(names) if n == "host" or cs.target.get(n).runs_on(host)]
+
+
+MATRIX = _matrix()
+NOT_EXECUTABLE = [n for n in cs.target.NAMED if not cs.target.get(n).runs_on(cs.target.host())]
 
 
 def pytest_configure(config):
@@ -32,6 +60,12 @@ def check_against_reference(layer, kernel, seed=0):
 @pytest.fixture
 def host():
     return cs.target.host()
+
+
+@pytest.fixture(params=MATRIX)
+def target(request):
+    """Each target of the matrix the host can execute, as a Target."""
+    return cs.target.get(request.param)
 
 
 def check_nonfinite(layer, kernel, algorithm="direct", seed=0):
