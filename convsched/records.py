@@ -114,10 +114,10 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _knob_value(v) -> bool:
+def _is_knob_value(v) -> bool:
     """A knob value a record may hold: a JSON scalar, or a list of them (a tuple knob, as JSON writes it)."""
     if isinstance(v, list):
-        return all(_knob_value(x) for x in v)
+        return all(_is_knob_value(x) for x in v)
     return v is None or isinstance(v, (str, bool)) or _number(v)
 
 
@@ -140,7 +140,7 @@ def problem(rec) -> str | None:
     knobs = rec.get("knobs")
     if not isinstance(knobs, dict):
         return f"knobs is {_show(knobs)}, not an object"
-    bad = [k for k, v in knobs.items() if not _knob_value(v)]
+    bad = [k for k, v in knobs.items() if not _is_knob_value(v)]
     if bad:
         return f"knob {bad[0]!r} is {_show(knobs[bad[0]])}, not a number, string, boolean or null"
     target = rec.get("target")
@@ -185,9 +185,10 @@ _read_cache: dict = {}
 _line_of: dict = {}          # id(record) -> (path, line) of the records read last, for warnings
 
 
-def _skip_warning(path, what: str, bad: list) -> str:
+def _skipped(what: str, bad: list) -> str:
+    """'skipped 2 corrupt line(s) (line 3, line 9 (why))' for [(line, why or "")]."""
     shown = ", ".join(f"line {i}" + (f" ({why})" if why else "") for i, why in bad[:8])
-    return f"{path}: skipped {len(bad)} {what} ({shown}{', ...' if len(bad) > 8 else ''})"
+    return f"skipped {len(bad)} {what} ({shown}{', ...' if len(bad) > 8 else ''})"
 
 
 def read(path, warn: bool = True, validate: bool = True) -> list[dict]:
@@ -231,10 +232,9 @@ def read(path, warn: bool = True, validate: bool = True) -> list[dict]:
         records.append(_normalised(rec) if validate else rec)
         _line_of[id(rec)] = (str(path), i)
     if (corrupt or malformed) and warn:
-        parts = ([_skip_warning(path, "corrupt line(s)", corrupt)] if corrupt else []) + \
-                ([_skip_warning("" if corrupt else path, "malformed record(s)", malformed).lstrip(": ")]
-                 if malformed else [])
-        warnings.warn("; ".join(parts), stacklevel=2)
+        parts = ([_skipped("corrupt line(s)", corrupt)] if corrupt else []) + \
+                ([_skipped("malformed record(s)", malformed)] if malformed else [])
+        warnings.warn(f"{path}: " + "; ".join(parts), stacklevel=2)
     for old in list(_read_cache):       # keep only the newest version of one file: logs grow while tuning
         for r in _read_cache.pop(old):
             _line_of.pop(id(r), None)
@@ -400,7 +400,8 @@ def best_per_part(layer, target, log=None, part_of=None, defaults=None) -> dict:
 
 
 def ranked(layer, target, log=None) -> list[dict]:
-    """This workload's verified records on this target key, fastest first, one per (template, knobs)."""
+    """This workload's verified records on this target key, one per (template, knobs), in the order
+    best_record() chooses by (fastest median first): what compile() tries until one builds."""
     out, seen = [], set()
     good = [r for r in records_for(layer, target, log) if is_good(r)]
     for r in sorted(good, key=lambda r: r["timing"]["median_ms"]):
@@ -418,8 +419,8 @@ def best_record(layer, target, log=None):
 
 def best_records(path, warn: bool = True, target=None) -> dict:
     """{(workload_key, target_key): best verified record} over a whole log, records of a changed template only
-    where there is no other. With `target`, records of its key
-    whose layer can be rebuilt are held to the same knob checks as records_for (illegal ones skipped)."""
+    where there is no other. With `target`, records of its key whose layer can be rebuilt are held to the same
+    checks as records_for (illegal ones skipped)."""
     out, checks = {}, {}
     for r in read(path, warn=warn):
         if not is_good(r):
@@ -429,9 +430,10 @@ def best_records(path, warn: bool = True, target=None) -> dict:
             if wk not in checks:
                 layer = _rebuild(r)
                 checks[wk] = None if layer is None else _KnobCheck(layer, target)
-            if checks[wk] is not None and checks[wk].finite_only(r):
+            check = checks[wk]
+            if check is not None and check.finite_only(r):
                 continue
-            why = checks[wk] and checks[wk].problem(r)
+            why = None if check is None else check.problem(r)
             if why:
                 if warn:
                     _warn_illegal(r, why)

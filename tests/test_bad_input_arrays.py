@@ -102,7 +102,8 @@ def test_bad_bit_arguments(bconv, bad):
         bconv(bad, w)
 
 
-@pytest.mark.parametrize("shape,dtype,msg", [((-1, 4), "float32", "non-negative"), ((2.5, 4), "float32", "non-negative"),
+@pytest.mark.parametrize("shape,dtype,msg", [((-1, 4), "float32", "non-negative"),
+                                             ((2.5, 4), "float32", "non-negative"),
                                              ("ab", "float32", "non-negative"), (None, "float32", "int or a tuple"),
                                              ((2, 4), object, "object"), ((2, 4), "U5", "U5"),
                                              ((2, 4), "no_such_dtype", "not a numpy dtype"),
