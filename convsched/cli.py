@@ -224,7 +224,10 @@ def cmd_list(args):
             print(f"{name:<20} {cls.__name__}({params})")
     elif what == "templates":
         for name in list_templates(args.layer):
-            doc = (get_template(name).doc.splitlines() or [""])[0]
+            try:
+                doc = (get_template(name).doc.splitlines() or [""])[0]
+            except ConvschedError as e:     # one broken template file must not hide the others
+                doc = f"BROKEN: {e}"
             print(f"{name:<32} {doc}")
     elif what == "knobs":
         if not args.layer:

@@ -115,3 +115,10 @@ def test_knob_values_of_the_wrong_kind_are_refused(broken_dir):
     for name in (5, "conv2d", "conv2d/a/b", "/etc/passwd", "conv2d/../x", "conv2d/.hidden"):
         with pytest.raises(cs.ScheduleError, match="template name"):
             cs.compile(TINY, template=name)
+
+
+def test_listing_templates_names_the_broken_ones(broken_dir, capsys):
+    from convsched.cli import main
+    assert main(["list", "templates", "conv2d"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d/nhwc_direct" in out and "conv2d/knobs_a_list" in out and "BROKEN:" in out
