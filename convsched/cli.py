@@ -10,21 +10,27 @@
     convsched demo
 
 LAYER is a layer kind (conv2d, pool2d, binary_conv2d, ...) or class name (Conv2d); k=v are its fields.
-Values: integers, floats, true/false, none, pairs as 1,2, anything else a string.
+Values are read by the field's type (convsched/layers/params.py): integers, true/false (or 1/0, yes/no), none,
+pairs as 1,2; `bias=Flase` or `h=5.5` is an error. Every user error prints `convsched: error: ...` and exits 2;
+anything else is an internal error: one line, exit 1 (CONVSCHED_DEBUG=1 prints the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 import tempfile
+import traceback
 import warnings
 
 from . import records
 from .errors import ConvschedError
 from .kernel import compile
 from .layers import Conv2d, registry
+from .layers.params import parse_param, parse_value
 from .schedule import get_template, list_templates
 from .target import get as get_target
 from .tune import tune
@@ -33,31 +39,16 @@ from .tune.strategies import STRATEGIES
 from .tune.suites import SUITES, get_suite
 
 
-def parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "yes"):
-        return True
-    if low in ("false", "no"):
-        return False
-    if low in ("none", "null"):
-        return None
-    if "," in text:
-        return tuple(parse_value(t) for t in text.split(",") if t != "")
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_kv(items, what: str) -> dict:
+def split_kv(items, what: str) -> dict:
+    """{name: value text} of name=value arguments."""
     out = {}
     for it in items:
         if "=" not in it:
             raise ConvschedError(f"{what} '{it}' is not of the form name=value")
         k, v = it.split("=", 1)
-        out[k.strip()] = parse_value(v.strip())
+        if not k.strip():
+            raise ConvschedError(f"{what} '{it}' has no name before '='")
+        out[k.strip()] = v.strip()
     return out
 
 
@@ -67,14 +58,14 @@ def make_layer(name: str, params: list):
         cls = registry.layer_class(name)
     except LookupError as e:
         raise ConvschedError(str(e)) from None
-    kw = parse_kv(params, "layer parameter")
+    texts = split_kv(params, "layer parameter")
     fields = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in kw if k not in fields]
+    unknown = [k for k in texts if k not in fields]
     if unknown:
         raise ConvschedError(f"{cls.__name__} has no parameter {', '.join(repr(u) for u in unknown)}; "
                              f"its parameters are: {', '.join(fields)}")
     try:
-        return cls(**kw)
+        return cls(**{k: parse_param(cls, k, v) for k, v in texts.items()})
     except (ValueError, TypeError) as e:
         raise ConvschedError(f"bad {cls.__name__} parameters: {e}") from None
 
@@ -107,10 +98,23 @@ def cmd_tune(args):
 
 
 def _compile(args, layer):
-    knobs = parse_kv(args.knob or [], "knob")
-    if knobs and not args.template:
+    texts = split_kv(args.knob or [], "knob")
+    if texts and not args.template:
         args.template = layer.default_template()
-    return compile(layer, template=args.template, knobs=knobs or None, target=args.target, log=args.log)
+    knobs = _knob_values(args.template, layer, get_target(args.target), texts) if texts else None
+    return compile(layer, template=args.template, knobs=knobs, target=args.target, log=args.log)
+
+
+def _knob_values(template: str, layer, target, texts: dict) -> dict:
+    """Knob values from their text, read as the value of the knob's space that prints the same
+    (`pack=none` is the string "none", `unroll_kw=true` the bool): unknown knobs and values outside the space
+    are then reported by compile(), with the space."""
+    space = get_template(template).knob_space(layer, target)
+    out = {}
+    for k, text in texts.items():
+        same = [v for v in space.get(k, ()) if str(v).lower() == text.lower()]
+        out[k] = same[0] if len(same) == 1 else parse_value(text)
+    return out
 
 
 def cmd_compile(args):
@@ -168,7 +172,7 @@ def cmd_show(args):
         print(f"no records in {path}")
         return 0
     layer = make_layer(args.layer, args.params) if args.layer else None
-    best = records.best_records(path, warn=False)
+    best = records.best_records(path, warn=True, target=tgt)
     print(f"{path}: {len(recs)} records, {len(best)} workloads with a verified record")
     for (wk, tk), r in sorted(best.items(), key=lambda kv: kv[0]):
         if layer is not None and wk != layer.workload_key:
@@ -220,7 +224,10 @@ def cmd_list(args):
             print(f"{name:<20} {cls.__name__}({params})")
     elif what == "templates":
         for name in list_templates(args.layer):
-            doc = (get_template(name).doc.splitlines() or [""])[0]
+            try:
+                doc = (get_template(name).doc.splitlines() or [""])[0]
+            except ConvschedError as e:     # one broken template file must not hide the others
+                doc = f"BROKEN: {e}"
             print(f"{name:<32} {doc}")
     elif what == "knobs":
         if not args.layer:
@@ -259,6 +266,22 @@ def cmd_demo(args):
 
 
 # ------------------------------------------------------------------------------------------------ parser
+def _positive(kind):
+    """An argparse type: a positive int, or a positive finite float (`--timeout 0` would log every candidate
+    as a timeout)."""
+    def convert(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") \
+                from None
+        if not (v > 0 and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return v
+    convert.__name__ = f"positive {kind.__name__}"
+    return convert
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convsched", description="Schedule, tune, compile and benchmark CPU "
                                 "neural-net layers (Apache TVM).")
@@ -274,15 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="search schedules for a layer and log the measurements")
     layer_args(t, suite=True)
-    t.add_argument("--trials", type=int, default=64)
+    t.add_argument("--trials", type=_positive(int), default=64)
     t.add_argument("--strategy", default="auto", help="auto, exhaustive, random, evolutionary")
-    t.add_argument("--workers", type=int, default=None, help="parallel build processes (default: cores)")
-    t.add_argument("--timeout", type=float, default=20.0, help="seconds per build/run before a candidate is killed")
+    t.add_argument("--workers", type=_positive(int), default=None, help="parallel build processes (default: cores)")
+    t.add_argument("--timeout", type=_positive(float), default=20.0,
+                   help="seconds per build/run before a candidate is killed")
     t.add_argument("--template", action="append", help="only this template (repeatable)")
     t.add_argument("--rpc-tracker", help="host:port of a TVM RPC tracker: measure on its servers")
     t.add_argument("--rpc-key", help="the key the RPC servers registered under")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--time-budget", type=float, default=None, help="stop proposing after this many seconds")
+    t.add_argument("--time-budget", type=_positive(float), default=None, help="stop proposing after this many seconds")
     t.add_argument("--no-resume", action="store_true", help="re-measure candidates already in the log")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_tune)
@@ -303,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time a layer or a suite with its best tuned schedule (else the default)")
     layer_args(b, suite=True)
-    b.add_argument("--repeat", type=int, default=15)
+    b.add_argument("--repeat", type=_positive(int), default=15)
     b.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("show", help="best tuning records per workload; --plot: best so far vs trials")
@@ -319,22 +343,40 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(fn=cmd_list)
 
     d = sub.add_parser("demo", help="tune a small conv for a few trials and compare with the default schedule")
-    d.add_argument("--trials", type=int, default=12)
-    d.add_argument("--timeout", type=float, default=30.0)
+    d.add_argument("--trials", type=_positive(int), default=12)
+    d.add_argument("--timeout", type=_positive(float), default=30.0)
     d.set_defaults(fn=cmd_demo)
     return p
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line say what happened, not which line of convsched noticed."""
+    return f"convsched: warning: {message}\n"
+
+
+# What a user can cause by what they typed or pointed at (values, files, sizes): `convsched: error:`, exit 2.
+USER_ERRORS = (ConvschedError, ValueError, OSError, MemoryError)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
-    except ConvschedError as e:
-        print(f"convsched: error: {e}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():
+            warnings.formatwarning = _format_warning
+            return args.fn(args)
     except KeyboardInterrupt:
         print("convsched: interrupted (records already measured are in the log)", file=sys.stderr)
         return 130
+    except USER_ERRORS as e:
+        print(f"convsched: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:          # a bug of ours: one line, unless asked for the traceback
+        if os.environ.get("CONVSCHED_DEBUG"):
+            traceback.print_exc()
+        print(f"convsched: internal error: {type(e).__name__}: {e}\nplease report it with the command line"
+              + ("" if os.environ.get("CONVSCHED_DEBUG") else " (CONVSCHED_DEBUG=1 prints the traceback)"),
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ The one module that writes (the tuner) and reads (compile, the graph planner, `c
 
     make_record(layer, target, template, knobs, status, ...)   # a record, with every field a reader relies on
     append(path, record)                      # one atomic write per record, under an exclusive flock
-    read(path)                                # records; corrupt or truncated lines skipped with one warning
+    read(path)                                # valid records; corrupt lines and malformed records skipped
+                                              # with one warning naming the file and the lines
     records_for(layer, target, log=None)      # this workload's records on this target key, template unchanged
     best_per_part(layer, target, log, part_of, defaults)   # the fastest verified (template, knobs) per part
     best_record(layer, target, log=None)      # (template, knobs) of the fastest verified record, or None
@@ -17,17 +18,25 @@ Lookup matches the exact target key (triple, CPU name, feature hash, cores) and 
 ignores, with a warning, records whose template source changed since they were measured (their knobs may no
 longer mean the same loop nest). MetaSchedule's database ignores the target; this one never applies a record
 measured on another CPU.
+
+Nothing a log holds can crash a reader: each line is checked against the schema below when read (problem()),
+and each record of a workload against its template's current knob space and constraint when looked up
+(records_for); a record that fails is skipped with one warning naming the log file and line, and lookup
+falls back to the next-best valid record.
 """
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import time
 import warnings
 from pathlib import Path
 
 from .backend import TVM_VERSION
+from .errors import ConvschedError
+from .layers import registry
 from .schedule import get_template
 from .version import __version__
 
@@ -40,13 +49,19 @@ FAILED_STATUSES = ("invalid", "build_error", "wrong", "run_error", "crash", "tim
 
 def default_dir() -> Path:
     env = os.environ.get("CONVSCHED_TUNING_LOGS")
-    return Path(env) if env else SHIPPED_DIR
+    if not env:
+        return SHIPPED_DIR
+    if Path(env).exists() and not Path(env).is_dir():
+        raise ConvschedError(f"CONVSCHED_TUNING_LOGS={env!r} is not a directory (logs are <dir>/<target key>.jsonl)")
+    return Path(env)
 
 
 def log_path(target, log=None) -> Path:
     """The log file for `target`: `log` itself if it is a file path, <log or default dir>/<target key>.jsonl."""
     if log is None:
         return default_dir() / f"{target.key}.jsonl"
+    if not isinstance(log, (str, os.PathLike)):
+        raise ValueError(f"log must be a .jsonl file or a directory (a path), got {log!r}")
     p = Path(log)
     if p.suffix == ".jsonl" or p.is_file():
         return p
@@ -95,38 +110,142 @@ def _jsonable(v):
 
 
 # ------------------------------------------------------------------------------------------------ reading
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_knob_value(v) -> bool:
+    """A knob value a record may hold: a JSON scalar, or a list of them (a tuple knob, as JSON writes it)."""
+    if isinstance(v, list):
+        return all(_is_knob_value(x) for x in v)
+    return v is None or isinstance(v, (str, bool)) or _number(v)
+
+
+def problem(rec) -> str | None:
+    """Why `rec` is not a tuning record every reader can rely on (None if it is): the schema of make_record."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    for k in ("workload_key", "template", "status", "layer"):
+        if not isinstance(rec.get(k), str):
+            return f"{k} is {_show(rec.get(k))}, not a string"
+    try:
+        if not isinstance(json.loads(rec["workload_key"]), dict):
+            raise ValueError
+    except ValueError:
+        return "workload_key is not the JSON of a layer"
+    if rec["template"].count("/") != 1:
+        return f"template {_show(rec['template'])} is not '<layer>/<name>'"
+    if rec["status"] not in (OK,) + FAILED_STATUSES:
+        return f"status {_show(rec['status'])} is none of {', '.join((OK,) + FAILED_STATUSES)}"
+    knobs = rec.get("knobs")
+    if not isinstance(knobs, dict):
+        return f"knobs is {_show(knobs)}, not an object"
+    bad = [k for k, v in knobs.items() if not _is_knob_value(v)]
+    if bad:
+        return f"knob {bad[0]!r} is {_show(knobs[bad[0]])}, not a number, string, boolean or null"
+    target = rec.get("target")
+    if not isinstance(target, dict) or not isinstance(target.get("key"), str):
+        return f"target is {_show(target)}, not an object with a key"
+    for k in ("template_hash", "error", "unit"):
+        if rec.get(k) is not None and not isinstance(rec[k], str):
+            return f"{k} is {_show(rec[k])}, not a string"
+    if "verified" in rec and not isinstance(rec["verified"], bool):
+        return f"verified is {_show(rec['verified'])}, not true or false"
+    timing = rec.get("timing")
+    if timing is not None and not isinstance(timing, dict):
+        return f"timing is {_show(timing)}, not an object"
+    if rec["status"] == OK and rec.get("verified"):
+        if timing is None:
+            return "a verified record without timing"
+        for k in ("median_ms", "p10_ms", "p90_ms"):
+            if not _number(timing.get(k)) or timing[k] <= 0:
+                return f"timing.{k} is {_show(timing.get(k))}, not a positive finite number of milliseconds"
+        if not _number(rec.get("rate")) or rec["rate"] <= 0:
+            return f"rate is {_show(rec.get('rate'))}, not a positive finite number"
+    return None
+
+
+def _show(v) -> str:
+    r = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _normalised(rec: dict) -> dict:
+    """Lists in knob values back to the tuples a template's space holds (JSON has no tuples)."""
+    if any(isinstance(v, list) for v in rec["knobs"].values()):
+        rec["knobs"] = {k: _tuples(v) for k, v in rec["knobs"].items()}
+    return rec
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
 _read_cache: dict = {}
+_line_of: dict = {}          # id(record) -> (path, line) of the records read last, for warnings
 
 
-def read(path, warn: bool = True) -> list[dict]:
-    """All well-formed records of a log (missing file: none). Corrupt lines are skipped with one warning."""
+def _skipped(what: str, bad: list) -> str:
+    """'skipped 2 corrupt line(s) (line 3, line 9 (why))' for [(line, why or "")]."""
+    shown = ", ".join(f"line {i}" + (f" ({why})" if why else "") for i, why in bad[:8])
+    return f"skipped {len(bad)} {what} ({shown}{', ...' if len(bad) > 8 else ''})"
+
+
+def read(path, warn: bool = True, validate: bool = True) -> list[dict]:
+    """All valid records of a log (missing file: none). Corrupt lines and records that break the schema
+    (problem()) are skipped, with one warning naming the file and the lines. validate=False: every JSON
+    object line, unchecked (for logs of something else than tuning records)."""
     path = Path(path)
     try:
         st = path.stat()
     except FileNotFoundError:
         return []
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError as e:                # a directory component that is a file, no permission, ...
+        if warn:
+            warnings.warn(f"{path}: cannot read tuning records: {e}", stacklevel=2)
+        return []
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, validate)
     if key in _read_cache:
         return _read_cache[key]
-    records, bad = [], []
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-                if not isinstance(rec, dict) or "workload_key" not in rec or "template" not in rec:
-                    raise ValueError("not a tuning record")
-            except (ValueError, UnicodeDecodeError):
-                bad.append(i)
-                continue
-            records.append(rec)
-    if bad and warn:
-        shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
-        warnings.warn(f"{path}: skipped {len(bad)} corrupt line(s) (line {shown})", stacklevel=2)
-    _read_cache.clear()          # keep only the newest version of one file: logs grow while tuning
+    records, corrupt, malformed = [], [], []
+    try:
+        with open(path, "rb") as f:
+            lines = list(f)
+    except OSError as e:                # e.g. the path is a directory, or unreadable
+        if warn:
+            warnings.warn(f"{path}: cannot read tuning records: {e}", stacklevel=2)
+        return []
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+            if not isinstance(rec, dict) or "workload_key" not in rec or "template" not in rec:
+                raise ValueError("not a tuning record")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            corrupt.append((i, ""))
+            continue
+        why = problem(rec) if validate else None
+        if why:
+            malformed.append((i, why))
+            continue
+        records.append(_normalised(rec) if validate else rec)
+        _line_of[id(rec)] = (str(path), i)
+    if (corrupt or malformed) and warn:
+        parts = ([_skipped("corrupt line(s)", corrupt)] if corrupt else []) + \
+                ([_skipped("malformed record(s)", malformed)] if malformed else [])
+        warnings.warn(f"{path}: " + "; ".join(parts), stacklevel=2)
+    for old in list(_read_cache):       # keep only the newest version of one file: logs grow while tuning
+        for r in _read_cache.pop(old):
+            _line_of.pop(id(r), None)
     _read_cache[key] = records
     return records
+
+
+def where(rec: dict) -> str:
+    """"<log>:<line>" of a record read by read() (for warnings), else "a tuning log"."""
+    loc = _line_of.get(id(rec))
+    return f"{loc[0]}:{loc[1]}" if loc else "a tuning log"
 
 
 _hash_warned: set = set()
@@ -160,22 +279,83 @@ def _warn_stale(template: str, old: str | None, now: str | None):
 
 
 def records_for(layer, target, log=None, warn: bool = True) -> list[dict]:
-    """Records of this exact workload and target key whose template source is unchanged.
+    """Records of this exact workload and target key whose template source is unchanged and whose knobs are a
+    legal point of that template for this layer and target (else skipped, with a warning naming the line).
 
     Records of an edited template are ignored. That deserves a warning only while the edit has left this
     workload without a current record of that template (not yet re-tuned); once it is re-tuned, the old
     records are history, kept in the append-only log, and say nothing."""
     wk, tk = layer.workload_key, target.key
     fresh, stale = [], []
-    for r in read(log_path(target, log), warn=warn):
-        if r.get("workload_key") == wk and (r.get("target") or {}).get("key") == tk:
-            (fresh if current(r, warn=False) else stale).append(r)
+    legal, path = _KnobCheck(layer, target), log_path(target, log)
+    for r in read(path, warn=warn):
+        if r["workload_key"] == wk and r["target"]["key"] == tk:
+            if not current(r, warn=False):
+                stale.append(r)
+                continue
+            if legal.finite_only(r):
+                if warn and is_good(r):
+                    _warn_finite_only(r, path)
+                continue
+            why = legal.problem(r)
+            if why is None:
+                fresh.append(r)
+            elif warn:
+                _warn_illegal(r, why)
     if warn:
         retuned = {r["template"] for r in fresh}
         for r in stale:
             if r["template"] not in retuned:
                 _warn_stale(r["template"], r.get("template_hash"), source_hash_of(r["template"]))
     return fresh
+
+
+class _KnobCheck:
+    """Whether a record's knobs are a legal point of its template for one layer and target (the template's
+    knob space is evaluated once per template)."""
+
+    def __init__(self, layer, target):
+        self.layer, self.target, self.spaces = layer, target, {}
+
+    def problem(self, rec: dict) -> str | None:
+        name = rec["template"]
+        try:
+            t = get_template(name)
+            if name not in self.spaces:
+                self.spaces[name] = t.knob_space(self.layer, self.target)
+            return t.knob_problem(self.layer, self.target, rec["knobs"], self.spaces[name])
+        except ConvschedError as e:          # a template that no longer loads or whose space fails
+            return str(e)
+
+    def finite_only(self, rec: dict) -> bool:
+        """The record's template computes an algorithm the layer documents as wrong on inf/NaN inputs
+        (Winograd): today's tuner rejects it, so a record of it (measured before that check) is not used."""
+        try:
+            algorithm = get_template(rec["template"]).algorithm
+        except ConvschedError:
+            return False
+        return algorithm in getattr(self.layer, "FINITE_ONLY_ALGORITHMS", ())
+
+
+_finite_only_warned: set = set()
+
+
+def _warn_finite_only(rec: dict, path):
+    if (rec["template"], str(path)) not in _finite_only_warned:
+        _finite_only_warned.add((rec["template"], str(path)))
+        warnings.warn(f"{path}: ignoring tuning records of {rec['template']}: its algorithm gives NaN where the "
+                      f"reference gives inf (the tuner no longer picks it); compile it by name for finite inputs",
+                      stacklevel=4)
+
+
+_illegal_warned: set = set()
+
+
+def _warn_illegal(rec: dict, why: str):
+    loc = where(rec)
+    if (loc, why) not in _illegal_warned:
+        _illegal_warned.add((loc, why))
+        warnings.warn(f"{loc}: tuning record skipped: {why}", stacklevel=4)
 
 
 def is_good(rec: dict) -> bool:
@@ -219,21 +399,62 @@ def best_per_part(layer, target, log=None, part_of=None, defaults=None) -> dict:
     return {part: (t, kn) for part, (t, kn, _) in best_of.items()}
 
 
+def ranked(layer, target, log=None) -> list[dict]:
+    """This workload's verified records on this target key, one per (template, knobs), in the order
+    best_record() chooses by (fastest median first): what compile() tries until one builds."""
+    out, seen = [], set()
+    good = [r for r in records_for(layer, target, log) if is_good(r)]
+    for r in sorted(good, key=lambda r: r["timing"]["median_ms"]):
+        k = json.dumps([r["template"], r["knobs"]], sort_keys=True)
+        if k not in seen:
+            seen.add(k)
+            out.append(r)
+    return out
+
+
 def best_record(layer, target, log=None):
     """(template, knobs) of the fastest verified record for this workload on this target key, or None."""
     return best_per_part(layer, target, log).get(None)
 
 
-def best_records(path, warn: bool = True) -> dict:
-    """{(workload_key, target_key): best verified record} over a whole log."""
-    out = {}
+def best_records(path, warn: bool = True, target=None) -> dict:
+    """{(workload_key, target_key): best verified record} over a whole log, records of a changed template only
+    where there is no other. With `target`, records of its key whose layer can be rebuilt are held to the same
+    checks as records_for (illegal ones skipped)."""
+    out, checks = {}, {}
     for r in read(path, warn=warn):
         if not is_good(r):
             continue
-        k = (r["workload_key"], (r.get("target") or {}).get("key"))
-        if k not in out or r["timing"]["median_ms"] < out[k]["timing"]["median_ms"]:
-            out[k] = r
-    return out
+        wk, fresh = r["workload_key"], current(r, warn=False)
+        if target is not None and r["target"]["key"] == target.key and fresh:
+            if wk not in checks:
+                layer = _rebuild(r)
+                checks[wk] = None if layer is None else _KnobCheck(layer, target)
+            check = checks[wk]
+            if check is not None and check.finite_only(r):
+                continue
+            why = None if check is None else check.problem(r)
+            if why:
+                if warn:
+                    _warn_illegal(r, why)
+                continue
+        k = (wk, r["target"]["key"])          # a record of the current template source beats a stale one
+        rank = (not fresh, r["timing"]["median_ms"])
+        if k not in out or rank < out[k][0]:
+            out[k] = (rank, r)
+    return {k: r for k, (_, r) in out.items()}
+
+
+def _rebuild(rec: dict):
+    """The layer a record's workload key describes (its class from the layer registry), or None."""
+    try:
+        params = json.loads(rec["workload_key"])
+        params.pop("layer", None)
+        layer = registry.layer_class(rec["layer"])(**{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in params.items()})
+    except Exception:       # a class this process lacks (a custom layer), or a key of an older layer version
+        return None
+    return layer if layer.workload_key == rec["workload_key"] else None
 
 
 def make_record(layer, target, template: str, knobs: dict, status: str, *, timing: dict | None = None,

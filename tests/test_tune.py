@@ -204,7 +204,7 @@ def test_several_writers_append_to_one_log_at_once(tmp_path):
     assert all(p.wait(120) == 0 for p in procs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # no corrupt line at all
-        recs = records.read(log)
+        recs = records.read(log, validate=False)   # stand-ins for tuning records: whole lines, not the schema
     assert len(recs) == 1200
     for w in range(4):
         assert sorted(r["i"] for r in recs if r["writer"] == str(w)) == list(range(300))

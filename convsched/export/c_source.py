@@ -79,8 +79,9 @@ def header(m: dict) -> str:
  * Buffers: C-contiguous (row-major), 64-byte aligned (aligned_alloc(64, bytes rounded up to 64)), with
  * exactly the dtypes and shapes documented below. Bit tensors are uint64 words: bits packed little-endian
  * along the last (channel) axis, bit 1 = +1, bit 0 = -1, pad bits 0.
- * Threads: $CONVSCHED_NUM_THREADS, else $TVM_NUM_THREADS, else the CPUs this process may run on; a
- * persistent pool is started by the first parallel kernel.
+ * Threads: $CONVSCHED_NUM_THREADS, else $TVM_NUM_THREADS, else the CPUs this process may run on (a variable
+ * that is set but not a positive integer is an error of the first call); a persistent pool is started by the
+ * first parallel kernel. An output buffer must not share memory with another argument (-1 if it does).
  */
 #ifndef CONVSCHED_{L}_H
 #define CONVSCHED_{L}_H
@@ -110,8 +111,9 @@ const char* {lib}_last_error(void);
 int {lib}_set_num_threads(int n);
 /* The manifest digest this library was built with (manifest.json "manifest_digest"). */
 const char* {lib}_manifest_digest(void);
-/* Any kernel by name, with DLPack tensors: the generated code checks ndim, dtype, shape, strides and
- * device of every argument and reports a mismatch through {lib}_last_error(). */
+/* Any kernel by name, with DLPack tensors. Every tensor is checked before the kernel reads it: not NULL, its
+ * ndim, shape (not NULL), dtype, device (the CPU), strides (NULL or C-contiguous), byte_offset 0, data not NULL
+ * and 64-byte aligned, outputs sharing no memory; a mismatch is -1 with the reason in {lib}_last_error(). */
 int {lib}_call(const char* kernel, DLTensor* const* args, int nargs);
 """]
     for k in m["kernels"]:
@@ -171,14 +173,15 @@ CS_EXPORT int {lib}_set_num_threads(int n) {{ return cs_set_num_threads(n); }}
 CS_EXPORT int {lib}_check_cpu(void) {{
   int rc = cs_check_features(cs_required, cs_num_required, CS_LIB, cs_built_for);
   if (rc == 0) cs_fill_slots();
-  atomic_store(&cs_ready, rc == 0 ? 1 : -1);
   return rc;
 }}
 
 static int cs_ensure_ready(void) {{
   if (atomic_load_explicit(&cs_ready, memory_order_acquire) == 1) return 0;
   cs_error[0] = 0;
-  return {lib}_check_cpu();   /* also when it failed before: sets this thread's message */
+  if ({lib}_check_cpu() != 0 || cs_check_thread_env() != 0) return -1;   /* sets this thread's message */
+  atomic_store_explicit(&cs_ready, 1, memory_order_release);
+  return 0;
 }}
 """]
     table = []
@@ -189,12 +192,19 @@ static int cs_ensure_ready(void) {{
         for i, a in enumerate(args):
             out.append(f"static const int64_t cs_shape_{k['name']}_{i}[{max(1, len(a['shape']))}] = "
                        f"{{{', '.join(str(d) for d in a['shape']) or '0'}}};")
+        specs = ",\n  ".join(
+            f'{{"{a["name"]}", {len(a["shape"])}, cs_shape_{k["name"]}_{i}, {DTYPES[a["dtype"]][1]}, '
+            f'{DTYPES[a["dtype"]][2]}, {int(np.prod(a["shape"], dtype=np.int64)) * DTYPES[a["dtype"]][2] // 8}u, '
+            f'{int(a["role"] == "output")}}}' for i, a in enumerate(args))
+        out.append(f"static const cs_argspec cs_args_{k['name']}[{len(args)}] = {{\n  {specs}}};")
         params = ", ".join(f"{'const ' if a['role'] == 'input' else ''}{DTYPES[a['dtype']][0]}* {arg_name(a['name'])}"
                            for a in args)
         body = [f"CS_EXPORT int {k['entry']}({params}) {{",
                 "  if (cs_ensure_ready()) return -1;"]
         for a in args:
             body.append(f'  if (cs_check_pointer("{k["entry"]}", "{a["name"]}", {arg_name(a["name"])})) return -1;')
+        body.append(f"  const void* p[{len(args)}] = {{{', '.join(arg_name(a['name']) for a in args)}}};")
+        body.append(f'  if (cs_check_overlap("{k["entry"]}", cs_args_{k["name"]}, p, {len(args)})) return -1;')
         body.append(f"  cs_DLTensor t[{len(args)}];\n  cs_Any a[{len(args)}];")
         for i, a in enumerate(args):
             _, code, bits = DTYPES[a["dtype"]]
@@ -203,8 +213,10 @@ static int cs_ensure_ready(void) {{
         body.append("  cs_Any ret;\n  ret.type_index = CS_FFI_NONE;\n  ret.zero_padding = 0;\n  ret.v_int64 = 0;")
         body.append(f"  return {sym}(NULL, a, {len(args)}, &ret) == 0 ? 0 : -1;\n}}\n")
         out.append("\n".join(body))
-        table.append(f'  {{"{k["name"]}", {sym}, {len(args)}}},')
-    out.append(f"""static const struct {{ const char* name; cs_safe_call fn; int nargs; }} cs_kernels[] = {{
+        table.append(f'  {{"{k["name"]}", {sym}, {len(args)}, cs_args_{k["name"]}}},')
+    out.append(f"""static const struct {{
+  const char* name; cs_safe_call fn; int nargs; const cs_argspec* args;
+}} cs_kernels[] = {{
 {chr(10).join(table)}
 }};
 
@@ -218,13 +230,14 @@ CS_EXPORT int {lib}_call(const char* kernel, DLTensor* const* args, int nargs) {
       return -1;
     }}
     cs_Any a[64];
-    if (nargs > 64 || !args) {{ cs_set_error("{lib}_call: bad argument array"); return -1; }}
+    if (nargs > 64 || !args) {{ cs_set_error("{lib}_call: the argument array is NULL"); return -1; }}
+    const void* p[64];
     for (int i = 0; i < nargs; i++) {{
-      if (!args[i]) {{ cs_set_error("{lib}_call: kernel '%s': tensor %d is NULL", kernel, i); return -1; }}
-      if (!args[i]->data || ((uintptr_t)args[i]->data + args[i]->byte_offset) % 64) {{
-        cs_set_error("{lib}_call: kernel '%s': tensor %d: data is NULL or not 64-byte aligned", kernel, i);
-        return -1;
-      }}
+      if (cs_check_tensor("{lib}_call", kernel, i, (const cs_DLTensor*)args[i], &cs_kernels[k].args[i])) return -1;
+      p[i] = args[i]->data;
+    }}
+    if (cs_check_overlap("{lib}_call", cs_kernels[k].args, p, nargs)) return -1;
+    for (int i = 0; i < nargs; i++) {{
       a[i].type_index = CS_FFI_DLTENSOR_PTR;
       a[i].zero_padding = 0;
       a[i].v_ptr = args[i];

@@ -38,7 +38,7 @@ class CFunction:
     def __init__(self, library: "Library", kernel: dict):
         self.library, self.name, self.entry = library, kernel["name"], kernel["entry"]
         self.nargs = len(kernel["arguments"])
-        self.fn = getattr(library.dll, self.entry)
+        self.fn = library._symbol(self.entry)
         self.fn.argtypes = [ctypes.c_void_p] * self.nargs
         self.fn.restype = ctypes.c_int
 
@@ -71,8 +71,8 @@ class Library:
     """An export directory, checked: manifest readable and untampered, library untampered, CPU able."""
 
     def __init__(self, directory):
+        m = M.read(directory)
         self.directory = d = Path(directory)
-        m = M.read(d)
         libpath = d / m["library"]
         try:
             self.dll = ctypes.CDLL(_loadable_path(libpath.resolve(), m["library_sha256"]))
@@ -80,16 +80,23 @@ class Library:
             raise ExportError(f"{libpath}: cannot load the library: {e}") from None
         lib = m["name"]
         self.manifest, self.name = m, lib
-        self._last_error = getattr(self.dll, f"{lib}_last_error")
+        self._last_error = self._symbol(f"{lib}_last_error")
         self._last_error.restype = ctypes.c_char_p
-        embedded = getattr(self.dll, f"{lib}_manifest_digest")
+        embedded = self._symbol(f"{lib}_manifest_digest")
         embedded.restype = ctypes.c_char_p
-        if embedded().decode() != m["manifest_digest"]:
+        if (embedded() or b"").decode(errors="replace") != m["manifest_digest"]:
             raise ExportError(f"{d}: manifest.json belongs to another build of {m['library']} (digests differ)")
-        check = getattr(self.dll, f"{lib}_check_cpu")
+        check = self._symbol(f"{lib}_check_cpu")
         check.restype = ctypes.c_int
         if check() != 0:
             raise TargetError(self.last_error())
+
+    def _symbol(self, name: str):
+        try:
+            return getattr(self.dll, name)
+        except AttributeError:
+            raise ExportError(f"{self.directory}: the library has no function {name}; export the kernels again") \
+                from None
 
     def last_error(self) -> str:
         return (self._last_error() or b"").decode(errors="replace")

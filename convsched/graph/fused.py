@@ -59,6 +59,9 @@ class FusedLayer(Layer):
     def __post_init__(self):
         if not self.members:
             raise GraphError("a fused layer needs at least one member")
+        if not all(isinstance(m, Member) and isinstance(m.layer, Layer) for m in self.members):
+            raise GraphError(f"fused layer {self.name}: members must be Member(name, layer, ...) of layers, got "
+                             f"{self.members!r}"[:300])
         names = [m.name for m in self.members]
         if len(set(names)) != len(names):
             raise GraphError(f"fused layer {self.name}: member names repeat: {names}")

@@ -15,7 +15,7 @@ from ..errors import TargetError
 from ..export import export as write_library
 from .arrays import aligned_empty, as_kernel_arg
 from .bound import BoundKernel
-from .timing import Timing
+from .timing import Timing, timing_arguments
 
 
 class RefusedBuild:
@@ -70,7 +70,8 @@ class Kernel:
     def benchmark(self, repeat: int = 15, min_repeat_ms: int = 20, arrays=None) -> Timing:
         """Time the kernel on random (or given) inputs: median and p10/p90 over `repeat` measurements,
         each averaging enough calls to last `min_repeat_ms`."""
-        args = self._arguments(arrays or self.layer.random_inputs())
+        repeat, min_repeat_ms = timing_arguments(repeat, min_repeat_ms)
+        args = self._arguments(self.layer.random_inputs() if arrays is None else arrays)
         outs = [aligned_empty(s.shape, s.dtype) for s in self.layer.output_specs()]
         # warm up for ~50 ms first: the thread pool's workers, the caches and the clock ramp (the first repeats
         # of a cold 56x56 conv on 2 threads read 20-30% slow, AMD Zen 3, 2026-11, and p10/p90 would call it noise)

@@ -1,6 +1,7 @@
 """Kernels loaded from an export directory: the same Kernel, calling the library's C entry point."""
 from __future__ import annotations
 
+from ..backend import check_environment
 from ..errors import ExportError
 from ..export import Library
 from .kernel import Kernel
@@ -17,6 +18,7 @@ def load(directory, name: str | None = None) -> Kernel:
     Raises ExportError for a missing, damaged or tampered directory and TargetError when this CPU lacks a
     feature the kernels were built for. Nothing is recompiled.
     """
+    check_environment()
     lib = Library(directory)
     names = lib.kernel_names
     if name is None:
@@ -29,5 +31,6 @@ def load(directory, name: str | None = None) -> Kernel:
 
 def load_all(directory) -> dict:
     """{kernel name: Kernel} for every kernel of an export directory."""
+    check_environment()
     lib = Library(directory)
     return {n: _kernel(lib, n) for n in lib.kernel_names}

@@ -21,7 +21,7 @@ from ..layers.loss_delta import LossDeltas
 from ..schedule import get_template
 from .arrays import aligned, aligned_empty
 from .parts import MultiPart, build_part
-from .timing import Timing
+from .timing import Timing, timing_arguments
 
 FORWARD_TEMPLATE = "loss_delta/forward"
 DELTAS_TEMPLATE = "loss_delta/deltas"
@@ -167,6 +167,7 @@ class LossDeltaKernel:
     def profile(self, arrays=None, repeat: int = 5) -> dict:
         """Best-of-`repeat` milliseconds of each part of one call: pack, conv (the forward XOR-popcount conv),
         classify, analyse, lists (the delta kernel's arguments), deltas, fc, total."""
+        repeat, _ = timing_arguments(repeat, 0)
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         x, lab, w, fc = L.canon_inputs(*arrays)
@@ -206,6 +207,7 @@ class LossDeltaKernel:
     def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None) -> Timing:
         """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n (or the
         given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`."""
+        repeat, min_repeat_ms = timing_arguments(repeat, min_repeat_ms)
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         t0 = time.perf_counter()

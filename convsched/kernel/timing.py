@@ -4,6 +4,7 @@ with the target's widest vectors (convsched.backend.peaks), or the target model'
 CPU this host cannot run."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,17 @@ import numpy as np
 from ..backend import peaks
 
 UNITS = {"FLOP": "GFLOP/s", "bit-MAC": "G bit-MAC/s"}
+
+
+def timing_arguments(repeat, min_repeat_ms) -> tuple[int, int]:
+    """benchmark()'s repeat (an integer >= 1) and min_repeat_ms (a finite number >= 0, rounded up to whole
+    milliseconds as TVM's timer takes them); ValueError naming the argument otherwise."""
+    if not isinstance(repeat, (int, np.integer)) or isinstance(repeat, (bool, np.bool_)) or repeat < 1:
+        raise ValueError(f"benchmark: repeat must be an integer >= 1, got {repeat!r}")
+    if (not isinstance(min_repeat_ms, (int, float, np.integer, np.floating)) or isinstance(min_repeat_ms, bool)
+            or not math.isfinite(min_repeat_ms) or min_repeat_ms < 0):
+        raise ValueError(f"benchmark: min_repeat_ms must be a number >= 0, got {min_repeat_ms!r}")
+    return int(repeat), int(math.ceil(min_repeat_ms))
 
 
 def unit_of(op_unit: str) -> str:

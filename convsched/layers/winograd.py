@@ -3,6 +3,12 @@
 Y = A^T [(G g G^T) * (B^T d B)] A with interpolation points 0, 1, -1 (Lavin & Gray 2015). The transforms are
 written as selects over the 4x4 (or 2x2) positions of a tile, which a schedule that splits and unrolls those
 axes folds into straight-line code.
+
+Non-finite inputs: the transforms subtract input values from each other, so an inf in the input gives
+inf - inf = NaN in every output of its tiles, where the direct definition (reference()) gives +-inf; the
+same holds for weights. NaN stays where the definition puts it. The tuner checks every candidate on inputs
+with inf, -inf and NaN (Layer.nonfinite_inputs) and records a Winograd candidate as "wrong", so the search
+never picks it; compile it by name (template="conv2d/nhwc_winograd") only for finite inputs.
 """
 from __future__ import annotations
 

@@ -7,18 +7,23 @@
 
 Every measured candidate (good or failed) is appended to the log as it completes, so a tuner that is killed
 loses nothing it already measured, and a new run resumes: candidates already in the log for this workload,
-target key and template source are not measured again (they count as history for the search).
+target key and template source are not measured again (they count as history for the search), except those
+that timed out, which a later run (with another timeout, on a quieter machine) measures again.
 """
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import records
 from .. import target as targets
-from ..backend import rpc
+from ..backend import check_environment, rpc
 from ..errors import ConvschedError, TargetError
+from ..layers import Layer
 from .measure import Measurer, Result
 from .space import Candidate, SearchSpace
 from .strategies import STRATEGIES, Strategy, make_strategy, register_strategy
@@ -74,6 +79,32 @@ class TuneResult:
                 f"\n  log: {self.log}")
 
 
+def _check_arguments(**values) -> None:
+    """ValueError naming the argument for counts that are not positive integers and times that are not
+    positive finite numbers (None: the default, where there is one)."""
+    def whole(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    def number(v):
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+    rules = {"trials": ("count", False), "workers": ("count", True), "repeat": ("count", False),
+             "batch": ("count", True), "seed": ("int", False), "timeout": ("time", False),
+             "time_budget_s": ("time", True), "min_repeat_ms": ("nonneg", False)}
+    for name, v in values.items():
+        kind, optional = rules[name]
+        if v is None and optional:
+            continue
+        if kind == "count" and not (whole(v) and v >= 1):
+            raise ValueError(f"tune: {name} must be a positive integer, got {v!r}")
+        if kind == "int" and not whole(v):
+            raise ValueError(f"tune: {name} must be an integer, got {v!r}")
+        if kind == "time" and not (number(v) and math.isfinite(v) and v > 0):
+            raise ValueError(f"tune: {name} must be a positive number of seconds, got {v!r}")
+        if kind == "nonneg" and not (number(v) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"tune: {name} must be a non-negative number, got {v!r}")
+
+
 def _result_of(rec: dict) -> Result:
     return Result(Candidate.make(rec["template"], rec["knobs"]), rec["status"], timing=rec.get("timing"),
                   rate=rec.get("rate"), unit=rec.get("unit"), error=rec.get("error"))
@@ -94,8 +125,13 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
     registered under rpc_key with TVM's RPC tracker at host:port. time_budget_s: stop submitting new
     candidates after this many seconds (the ones in flight still finish).
     """
-    if not isinstance(trials, int) or trials < 0:
-        raise ValueError(f"trials must be a non-negative integer, got {trials!r}")
+    if not isinstance(layer, Layer):
+        raise ValueError(f"tune: expected a layer (e.g. cs.layers.Conv2d(...)), got {layer!r}"[:300])
+    _check_arguments(trials=trials, workers=workers, timeout=timeout, repeat=repeat, min_repeat_ms=min_repeat_ms,
+                     seed=seed, time_budget_s=time_budget_s, batch=batch)
+    if isinstance(templates, str):
+        templates = [templates]
+    check_environment()                 # before workers inherit a repaired copy of it
     tgt = targets.get(target)
     rpc_cfg = None
     if rpc_tracker or rpc_key:
@@ -120,7 +156,8 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
         prior = [r for r in prior if r["template"] in space.templates]
     for r in prior:
         history.append(_result_of(r))
-        taken.add(history[-1].candidate.key)
+        if r["status"] != "timeout":        # a timeout says more about that run (its --timeout, the load) than
+            taken.add(history[-1].candidate.key)   # about the candidate: measure it again
     best = records.best(prior)
     session = uuid.uuid4().hex[:12]
     n_workers = max(1, workers or tgt.cores)

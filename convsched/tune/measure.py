@@ -110,22 +110,35 @@ def _worker_main(conn):
                 # layers may name other inputs and a faster exact oracle for tuning (LossDelta: the benchmark's
                 # batch; reference() is per-mutation recomputation, hours at 1024->1024, so fast_numpy there)
                 xs = getattr(layer, "tuning_inputs", layer.random_inputs)(seed)
+                oracle = getattr(layer, "tuning_reference", layer.reference)
+                odd, odd_want = layer.nonfinite_inputs(seed), None  # inf, -inf, NaN planted: must match too
+                try:
+                    with np.errstate(invalid="ignore", over="ignore"):      # inf - inf is expected there
+                        odd_want = None if odd is None else layer.reference(*odd)
+                except Exception:       # a reference that refuses inf/NaN makes no promise about them
+                    odd = None
                 refs.clear()
-                refs[wk] = (xs, getattr(layer, "tuning_reference", layer.reference)(*xs))
-            xs, want = refs[wk]
+                refs[wk] = (xs, oracle(*xs), odd, odd_want)
+            xs, want, odd, odd_want = refs[wk]
             if opts.get("rpc"):
-                args = [as_kernel_arg(a, spec, "input")
-                        for a, spec in zip(layer.prepare_inputs(list(xs)), layer.input_specs())]
-                outs, secs = remote_run_and_time(k._built, args, layer.output_specs(), opts["rpc"],
-                                                 opts["repeat"], opts["min_repeat_ms"], opts["timeout"])
+                def kernel_args(arrays):
+                    return [as_kernel_arg(a, spec, "input")
+                            for a, spec in zip(layer.prepare_inputs(list(arrays)), layer.input_specs())]
+                outs, secs, odd_outs = remote_run_and_time(
+                    k._built, kernel_args(xs), layer.output_specs(), opts["rpc"], opts["repeat"],
+                    opts["min_repeat_ms"], opts["timeout"], also=[] if odd is None else [kernel_args(odd)])
                 why = layer.mismatch(layer.finish_outputs(outs), want)
                 if why:
                     raise _Wrong(why)
+                if odd is not None:
+                    _check_nonfinite(layer, layer.finish_outputs(odd_outs[0]), odd_want)
                 t = Timing.from_ms(np.asarray(secs) * 1e3, None, layer.ops() * layer.flops_per_op, layer.op_unit)
             else:
                 why = layer.mismatch(k(*xs), want)          # also the first warm-up call
                 if why:
                     raise _Wrong(why)
+                if odd is not None:
+                    _check_nonfinite(layer, k(*odd), odd_want)
                 conn.send(("ready", task, out["build_s"]))
                 if conn.recv() != ("time", task):
                     return
@@ -145,6 +158,12 @@ def _worker_main(conn):
 
 class _Wrong(Exception):
     pass
+
+
+def _check_nonfinite(layer, got, want):
+    why = layer.mismatch(got, want)
+    if why:
+        raise _Wrong(f"on inputs with inf, -inf and NaN (Layer.nonfinite_inputs): {why}")
 
 
 # ------------------------------------------------------------------------------------------ parent side

@@ -63,7 +63,7 @@ class SegmentedBitPool(_BitInput, Layer):
     def __post_init__(self):
         object.__setattr__(self, "segments", canon_pair(self.segments))
         check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c)
-        sx, sy = segments_of(self.segments)
+        sx, sy = segments_of(self.segments, self)
         if sx > self.h or sy > self.w:
             raise ValueError(f"{type(self).__name__}: {sx}x{sy} segments do not fit a {self.h}x{self.w} grid")
 

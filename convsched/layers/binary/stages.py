@@ -42,10 +42,11 @@ def prepare_bit_args(layer, arrays) -> list:
     return out
 
 
-def segments_of(segments) -> tuple[int, int]:
+def segments_of(segments, layer=None) -> tuple[int, int]:
     sx, sy = pair(segments)
     if sx <= 0 or sy <= 0:
-        raise ValueError(f"segments must be positive, got {segments!r}")
+        who = f"{type(layer).__name__}: " if layer is not None else ""
+        raise ValueError(f"{who}segments must be positive, got {segments!r}")
     return sx, sy
 
 
