@@ -122,6 +122,7 @@ def test_max_pool_gradient_equals_pytorch_exactly_on_ties():
     torch = pytest.importorskip("torch")
     pool = L.Pool2d(n=2, h=15, w=13, c=8, kind="max", k=3, stride=2, pad=1)
     x = np.random.default_rng(0).integers(-2, 3, (2, 15, 13, 8)).astype(np.float32)     # ties everywhere
+    x[0, 4, 4, :3] = x[0, 4, 5, :3] = x[1, 0, 0, 5] = np.nan                               # NaN wins: the last one
     dy = np.random.default_rng(1).integers(-4, 5, (2, pool.oh, pool.ow, 8)).astype(np.float32)  # exact sums
     train = cs.compile_backward(pool)
     train.forward(x)
@@ -130,6 +131,14 @@ def test_max_pool_gradient_equals_pytorch_exactly_on_ties():
     yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1)
     yt.backward(torch.from_numpy(dy).permute(0, 3, 1, 2))
     np.testing.assert_array_equal(dx, xt.grad.permute(0, 2, 3, 1).numpy())
+
+
+def test_data_gradient_reference_is_the_scatter_definition():
+    """reference() gathers as the kernels do (padding zeros included, for inf/NaN weights); on finite numbers it
+    is exactly the scatter that defines the transposed convolution."""
+    for layer in SAMPLES["conv2d_data_grad"]:
+        w, dy = layer.random_inputs(2)
+        np.testing.assert_array_equal(layer.reference(w, dy), layer.scatter_reference(w, dy))
 
 
 # ------------------------------------------------------------------------------------ custom layers

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..backend import expr, te
-from .base import Declaration, Layer, TensorSpec, check_positive
+from .base import Declaration, Layer, TensorSpec, check_positive, relu
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class _Elementwise(Layer):
 
 @dataclass(frozen=True)
 class ReLU(_Elementwise):
-    """y = max(x, 0), NHWC fp32.
+    """y = max(x, 0), NHWC fp32; NaN stays NaN (as in numpy and PyTorch).
 
     Arguments: x (n, h, w, c). Output: y (n, h, w, c).
     Stages and axes: "relu" (n, h, w, c).
@@ -64,8 +64,7 @@ class ReLU(_Elementwise):
     def declare(self, algorithm: str = "direct", *, inputs=None, prefix: str = "") -> Declaration:
         args, fresh = self.arguments(inputs, prefix)
         x = args["x"]
-        y = te.compute(self.shape, lambda n, h, w, c: expr.max(x[n, h, w, c], expr.const(0.0, "float32")),
-                       name=prefix + "relu")
+        y = te.compute(self.shape, lambda n, h, w, c: relu(x[n, h, w, c], "float32"), name=prefix + "relu")
         return Declaration(fresh, [y])
 
     def reference(self, x):

@@ -1,6 +1,7 @@
 """Backward of the activations: ReLUGrad and PReLUGrad (gradients to the input and to the slopes), NHWC fp32.
 
-At x == 0 both take the x <= 0 branch (ReLU: gradient 0; PReLU: slope), as PyTorch does.
+At x == 0 both take the x <= 0 branch (ReLU: gradient 0; PReLU: slope), as PyTorch does; so does NaN (every
+test of x > 0 is false for it): ReLU's gradient 0, PReLU's slope * dy and a NaN slope gradient.
 """
 from __future__ import annotations
 
@@ -117,9 +118,9 @@ class PReLUGrad(NestedLayer):
     def reference(self, x, slope, dy):
         dt = out_dtype(x, dy)
         x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
-        neg = x64 <= 0
-        dx = np.where(neg, slope.astype(np.float64) * dy64, dy64)
-        dslope = np.where(neg, x64 * dy64, 0).sum(axis=(0, 1, 2))
+        pos = x64 > 0                  # NaN x is not > 0: slope * dy, and NaN into dslope (PyTorch's rule too)
+        dx = np.where(pos, dy64, slope.astype(np.float64) * dy64)
+        dslope = np.where(pos, 0, x64 * dy64).sum(axis=(0, 1, 2))
         return dx.astype(dt), dslope.astype(dt)
 
 

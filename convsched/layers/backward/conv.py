@@ -67,7 +67,8 @@ class Conv2dDataGrad(NestedLayer):
       "pad"      as in direct
       "partial"  spatial n, h, w, ci, lane; reduction kh, kw (flipped), cq: the sum over co = cq*16 + lane
       "dx"       spatial n, h, w, ci; reduction lane
-    winograd2x2 (stride 1, groups 1, 3x3, dilation 1): equivalent_conv()'s Winograd declaration on dy:
+    winograd2x2 (stride 1, groups 1, 3x3, dilation 1; finite inputs only: inf becomes NaN, so never a default or
+      a tuner's pick, as for Conv2d): equivalent_conv()'s Winograd declaration on dy:
       "wt" the equivalent conv's HWIO weights, wt[i, j, c, o] = w[kh-1 - i, kw-1 - j, o, c]; axes i, j, c, o
       then "pad", "wino_u", "wino_v", "wino_m", "conv" as in Conv2d (cin and cout swapped); its template reuses
       the forward's (schedules/conv2d_data_grad/winograd.py).
@@ -77,6 +78,7 @@ class Conv2dDataGrad(NestedLayer):
 
     KIND: ClassVar[str] = "conv2d_data_grad"
     ALGORITHMS: ClassVar[tuple] = ("direct", "dot", "winograd2x2")
+    FINITE_ONLY_ALGORITHMS: ClassVar[tuple] = ("winograd2x2",)     # inf in, NaN out, as the forward's Winograd
 
     def __post_init__(self):
         super().__post_init__()
@@ -126,11 +128,9 @@ class Conv2dDataGrad(NestedLayer):
         return self.forward.ops()
 
     def default_template(self):
-        # Winograd while its per-call weight transform is small (as for the forward, up to 128 channels: 56x56
-        # and 28x28 ran 0.74 ms vs 1.27 / 1.23 ms for nhwc, 1 thread, Xeon rocketlake; 14x14x256 1.84 vs 1.23)
-        f = self.forward
-        if self.algorithm_applies("winograd2x2") is True and f.cin * f.cout <= 128 * 128:
-            return "conv2d_data_grad/winograd"
+        # not Winograd, though it is faster on 56x56 and 28x28 (0.74 ms vs 1.27 / 1.23 ms for nhwc, 1 thread,
+        # Xeon rocketlake, 2026-12-01): it turns inf into NaN (FINITE_ONLY_ALGORITHMS), so, as for the forward
+        # Conv2d, it runs only when named (template="conv2d_data_grad/winograd")
         return "conv2d_data_grad/nhwc"
 
     def tolerance(self):
@@ -206,6 +206,27 @@ class Conv2dDataGrad(NestedLayer):
         return Declaration(fresh, [dx])
 
     def reference(self, w, dy):
+        """dx in float64 as the kernels gather it: for every tap whose stride test a pixel passes, the zero-padded
+        dy (padded()) times the weight. With finite numbers this is scatter_reference(); it also gives the
+        kernels' answer on inf and NaN weights, where a padding zero times inf is NaN (as in Conv2d's forward)."""
+        f = self.forward
+        (sh, sw), (ph, pw), (dh, dw) = f.strides, f.pads, f.dilations
+        ((bh, ah), (bw, aw)) = self.padded()
+        g, cpg, opg = f.groups, f.cin_per_group, f.cout_per_group
+        dyp = np.pad(dy.astype(np.float64).reshape(f.n, f.oh, f.ow, g, opg),
+                     ((0, 0), (bh, ah), (bw, aw), (0, 0), (0, 0)))
+        wg = w.astype(np.float64).reshape(f.kh, f.kw, cpg, g, opg)
+        dx = np.zeros((f.n, f.h, f.w, g, cpg))
+        for i in range(f.kh):
+            th = np.arange(f.h) + ph - i * dh + bh * sh          # >= 0: bh rows of padding before dy
+            for j in range(f.kw):
+                tw = np.arange(f.w) + pw - j * dw + bw * sw
+                taps = np.einsum("nhwgo,cgo->nhwgc", dyp[:, th // sh][:, :, tw // sw], wg[i, j])
+                hit = ((th % sh == 0)[:, None] & (tw % sw == 0)[None, :])[None, :, :, None, None]
+                dx += np.where(hit, taps, 0)
+        return np.ascontiguousarray(dx.reshape(f.n, f.h, f.w, f.cin).astype(out_dtype(w, dy)))
+
+    def scatter_reference(self, w, dy):
         """The definition, scattered tap by tap in float64: dx[.., oh*s + kh*d - p, ..] += dy w^T."""
         f = self.forward
         (sh, sw), (ph, pw), (dh, dw) = f.strides, f.pads, f.dilations

@@ -21,6 +21,14 @@ from .base import Backward, NestedLayer, out_dtype, step, window_candidates, win
 INT32_MAX = 2 ** 31 - 1
 
 
+def _isnan(v):
+    """NaN test on the bits (exponent all ones, mantissa not zero). TVM 0.27 miscompiled tirx.isnan inside a
+    vectorized tuple reduction (wrong argmax in 23 of 32 lanes with no NaN in sight), and its simplifier folds
+    v != v to false."""
+    bits = expr.reinterpret("int32", v) & expr.const(0x7FFFFFFF, "int32")
+    return bits > expr.const(0x7F800000, "int32")
+
+
 def _geometry(pool: Pool2d):
     return pair(pool.k), pair(pool.stride), pair(pool.pad)
 
@@ -31,7 +39,8 @@ class Pool2dArgmax(NestedLayer):
 
     Arguments: x (n, h, w, c). Outputs: y (n, oh, ow, c) float32, as Pool2d(kind="max") computes it, and
     argmax (n, oh, ow, c) int32 = h * w_in + w of the input element y took (inside the image: padding never
-    wins). Ties: the first maximum in row-major window order (smallest flat index). NaN inputs: undefined.
+    wins). Ties: the first maximum in row-major window order (smallest flat index). A NaN wins over numbers, and
+    of several NaNs the last in window order: PyTorch's CPU rule (`val > max || isnan(val)` while scanning).
     Stages and axes:
       "pool"  one reduction with two results (value, index); spatial n, oh, ow, c; reduction kh, kw.
               The padded border is not a stage: out-of-image taps are masked (value -inf, index INT32_MAX).
@@ -72,7 +81,12 @@ class Pool2dArgmax(NestedLayer):
         x = args["x"]
 
         def combine(a, b):                 # a: running (index, value), b: the next tap's
-            take = expr.Or(b[1] > a[1], expr.And(b[1] == a[1], b[0] < a[0]))
+            # a total order, so the result does not depend on the reduction's loop order: NaN above every
+            # number (the last NaN in window order above the others), then the larger value, then on ties
+            # the smaller index (the first maximum in window order)
+            an, bn = _isnan(a[1]), _isnan(b[1])
+            numbers = expr.And(expr.Not(expr.Or(an, bn)), expr.Or(b[1] > a[1], expr.And(b[1] == a[1], b[0] < a[0])))
+            take = expr.Or(expr.And(bn, expr.Or(expr.Not(an), b[0] > a[0])), numbers)
             return expr.Select(take, b[0], a[0]), expr.Select(take, b[1], a[1])
 
         def identity(ti, tv):
@@ -104,8 +118,9 @@ class Pool2dArgmax(NestedLayer):
                 v = _taps(xp, i, j, sh, sw, p.oh, p.ow)
                 h, w = np.arange(p.oh) * sh + i - ph, np.arange(p.ow) * sw + j - pw
                 inside = ((h >= 0) & (h < p.h))[:, None] & ((w >= 0) & (w < p.w))[None, :]
-                # strictly greater: the first maximum stays (the first tap inside the image always enters)
-                take = inside[None, :, :, None] & ((v > best) | (where < 0))
+                # strictly greater: the first maximum stays (the first tap inside the image always enters);
+                # a NaN always enters, so the last NaN stays (PyTorch's scan)
+                take = inside[None, :, :, None] & ((v > best) | np.isnan(v) | (where < 0))
                 best = np.where(take, v, best)
                 where = np.where(take, (h[:, None] * p.w + w[None, :])[None, :, :, None], where)
         return best.astype(x.dtype), where.astype(np.int32)
