@@ -1,14 +1,38 @@
+import os
+import shutil
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import convsched as cs
 
+# Tests never write into the checkout or the real home cache: the user's tuning records (and anything else
+# XDG-cached) go to a directory of this test session, and each test gets its own records directory below.
+# pip keeps its real cache (the wheel test installs from it).
+_REAL_PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
+_SESSION_CACHE = tempfile.mkdtemp(prefix="convsched-test-cache-")
+os.environ["PIP_CACHE_DIR"] = _REAL_PIP_CACHE
+os.environ["XDG_CACHE_HOME"] = _SESSION_CACHE
+os.environ["CONVSCHED_TUNING_LOGS"] = str(Path(_SESSION_CACHE) / "convsched" / "tuning_logs")
+
 
 def pytest_configure(config):
     # compile() warns once per workload when it falls back to the default template: expected in tests.
     warnings.filterwarnings("ignore", message="no tuning record")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _own_records_dir(tmp_path_factory, monkeypatch):
+    """Each test starts with an empty user records directory (a tune in one test never steers another)."""
+    monkeypatch.setenv("CONVSCHED_TUNING_LOGS", str(tmp_path_factory.mktemp("user_records")))
 
 
 def check_against_reference(layer, kernel, seed=0):
