@@ -203,9 +203,11 @@ class LossDeltaKernel:
             tick("total", t_all)
         return best
 
-    def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None) -> Timing:
+    def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None, call_time: bool = True) -> Timing:
         """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n (or the
-        given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`."""
+        given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`.
+        The glue is part of the algorithm, so the kernel time is the Python call time (call_time: also report
+        it as such)."""
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         t0 = time.perf_counter()
@@ -219,7 +221,8 @@ class LossDeltaKernel:
                 self(*arrays)
             ms.append((time.perf_counter() - t0) * 1e3 / number)
         ops = int(np.shape(arrays[0])[0]) * L.ph * L.pw * L.cout * 9 * L.cin      # the batch actually run
-        return Timing.from_ms(ms, num_threads(), ops, L.op_unit, self.target)
+        t = Timing.from_ms(ms, num_threads(), ops, L.op_unit, self.target)
+        return t.with_calls(ms) if call_time else t
 
 
 def part_of(template: str) -> str | None:

@@ -2,7 +2,8 @@
 kernel, the tuner's records, `convsched bench`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,6 +35,11 @@ class Timing:
     unit: str                # "GFLOP/s", "G bit-MAC/s", ...
     rate: float              # ops per second at the median, in giga-units
     peak: float | None       # the machine's ceiling in the same unit, if known
+    # Whole Python calls k(*arrays) on the same inputs (argument checks, copies, output allocation, the call
+    # itself): what a caller pays. None where only the compiled code was timed (the tuner's measurements).
+    call_median_ms: float | None = None
+    call_p10_ms: float | None = None
+    call_p90_ms: float | None = None
 
     @classmethod
     def from_ms(cls, ms, threads: int | None, ops: int, op_unit: str, target=None) -> "Timing":
@@ -43,6 +49,17 @@ class Timing:
         return cls(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
                    unit_of(op_unit), ops / (med * 1e-3) / 1e9,
                    None if target is None or threads is None else peak_of(target, op_unit, threads))
+
+    def with_calls(self, ms) -> "Timing":
+        """This timing plus the median and p10/p90 of whole Python calls (milliseconds per call)."""
+        ms = np.asarray(ms, dtype=np.float64)
+        return replace(self, call_median_ms=float(np.median(ms)), call_p10_ms=float(np.percentile(ms, 10)),
+                       call_p90_ms=float(np.percentile(ms, 90)))
+
+    @property
+    def overhead_us(self) -> float | None:
+        """Microseconds a Python call adds to the compiled code (medians; noise can make it slightly negative)."""
+        return None if self.call_median_ms is None else 1e3 * (self.call_median_ms - self.median_ms)
 
     @property
     def pct_of_peak(self) -> float | None:
@@ -59,4 +76,23 @@ class Timing:
              f"{threads})  {self.rate:.1f} {self.unit}")
         if self.peak:
             s += f"  = {self.pct_of_peak:.0f}% of peak {self.peak:.0f}"
+        if self.call_median_ms is not None:
+            s += f"; Python call {self.call_median_ms:.3f} ms (+{self.overhead_us:.1f} us)"
         return s
+
+
+def time_calls(fn, arrays, repeat: int, min_repeat_ms: float) -> list:
+    """Milliseconds per call of fn(*arrays), one entry per repeat (each the mean of enough calls to last
+    min_repeat_ms)."""
+    fn(*arrays)
+    t0 = time.perf_counter()
+    fn(*arrays)
+    one = max(time.perf_counter() - t0, 1e-7)
+    number = max(1, int(np.ceil(min_repeat_ms * 1e-3 / one)))
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn(*arrays)
+        out.append((time.perf_counter() - t0) * 1e3 / number)
+    return out

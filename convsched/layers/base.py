@@ -77,6 +77,23 @@ class Layer:
         return None
 
     # -- shared
+    def cached(self, name: str, compute):
+        """compute() the first time, then the stored value: for what a layer derives from its (frozen) fields
+        and would otherwise rebuild on every use, e.g. argument specs that run a declaration, constant tensors.
+        Kept out of the fields (workload key, equality, hash) and out of pickles (tuning workers)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, "_memo", memo)
+        if name not in memo:
+            memo[name] = compute()
+        return memo[name]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_memo", None)
+        return state
+
     @property
     def workload_key(self) -> str:
         """Canonical JSON of the layer kind and its fields: tuning records are filed under it."""
