@@ -222,7 +222,11 @@ def test_faulty_candidates_are_recorded_and_the_search_goes_on(tmp_path, faulty_
     assert status["raise"]["status"] == "invalid" and "broken on purpose" in status["raise"]["error"]
     assert status["ok"]["status"] == "ok" and status["ok"]["verified"] and status["ok"]["timing"]["median_ms"] > 0
     assert res.best["knobs"] == {"mode": "ok"}
-    assert len(records.read(log)) == 4
+    logged = records.read(log)
+    assert len([r for r in logged if not records.is_confirm(r)]) == 4
+    # the closing confirmation re-measured the one good candidate only (the default template was not searched)
+    assert [r["knobs"] for r in logged if records.is_confirm(r)] == [{"mode": "ok"}] == [r["knobs"] for r in
+                                                                                          res.confirmed]
     # a layer whose outputs disagree with reference() is never timed
     wrong = cs.tune(WrongReferenceConv(h=6, w=6, cin=8, cout=16), trials=1, templates=["conv2d/nhwc_direct"],
                     log=tmp_path / "wrong.jsonl", timeout=30, workers=1, progress=False)
