@@ -40,7 +40,7 @@ class GaussianPool2d(CustomLayer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     k: int = 5
     stride: int = 2
@@ -150,7 +150,7 @@ class StochasticPool2d(CustomLayer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     k: int = 2
     mode: str = "train"

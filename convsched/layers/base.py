@@ -7,6 +7,7 @@ fused kernel needs to chain several layers in one function.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, NamedTuple
@@ -38,14 +39,34 @@ class Layer:
     flops_per_op: ClassVar[int] = 2         # a MAC is two flops
     exact: ClassVar[bool] = False           # integer/bit outputs: tests compare exactly
     ALGORITHMS: ClassVar[tuple] = ("direct",)  # declarations declare(algorithm=...) offers; templates pick one
+    # Sizes that default to another field: a field declared `w: int = None` takes h's value when not given, so
+    # Conv2d(h=28) is 28x28 and Conv2d(kh=1) is 1x1, while an explicit w or kw wins. Resolved before any
+    # __post_init__ check runs, so workload keys hold the resolved ints (equal to the keys of explicit layers).
+    FOLLOWS: ClassVar[dict] = {"w": "h", "kw": "kh"}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         registry.register(cls)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not getattr(own, "resolves_follows", False):
+            # most layers' checks do not call super().__post_init__(): resolve FOLLOWS in front of each one
+            @functools.wraps(own)
+            def post_init(self, *args, **kwargs):
+                self.resolve_follows()
+                return own(self, *args, **kwargs)
+            post_init.resolves_follows = True
+            cls.__post_init__ = post_init
 
     def __post_init__(self):
         """Where a layer checks its parameters (ValueError naming the field); subclasses that add checks
-        call super().__post_init__() first."""
+        call super().__post_init__() first. Sizes named in FOLLOWS are resolved before it runs."""
+        self.resolve_follows()
+
+    def resolve_follows(self) -> None:
+        """Give each FOLLOWS field left at None its leader's value (in place: the dataclass is frozen)."""
+        for name, leader in self.FOLLOWS.items():
+            if name in self.__dataclass_fields__ and getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(self, leader))
 
     # -- to be provided by each layer
     def input_specs(self) -> list[TensorSpec]:
