@@ -105,6 +105,16 @@ class FusedLayer(Layer):
              "binds": [list(b) for b in m.binds], "template": m.template, "knobs": dict(m.knobs)}
             for m in self.members]}
 
+    @classmethod
+    def from_params(cls, params: dict, layer_class=None) -> "FusedLayer":
+        """The inverse of params(): each member rebuilt through layer_class(its class name)."""
+        if layer_class is None:
+            raise GraphError("rebuilding a fused layer needs layer_class (member class name -> class)")
+        members = tuple(Member(m["name"], layer_class(m["class"]).from_params(m["params"], layer_class),
+                               tuple(tuple(b) for b in m["binds"]), m["template"], tuple(m["knobs"].items()))
+                        for m in params["members"])
+        return cls(members, params["name"])
+
     def __str__(self):
         return f"FusedLayer({' -> '.join(f'{m.name}:{type(m.layer).__name__}' for m in self.members)})"
 

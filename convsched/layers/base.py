@@ -123,6 +123,12 @@ class Layer:
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @classmethod
+    def from_params(cls, params: dict, layer_class=None) -> "Layer":
+        """The layer of `params` (as params() gives them, e.g. read back from JSON: lists become tuples).
+        layer_class(name) -> a layer class: how layers made of other layers find their members' classes."""
+        return cls(**{k: _tuples(v) for k, v in params.items()})
+
     def arguments(self, inputs: dict | None, prefix: str) -> tuple[dict, list]:
         """({argument name: tensor}, [new placeholders]) for every argument of input_specs(): the tensor
         `inputs` gives for it (checked against the spec), else a new placeholder named prefix + name."""
@@ -197,6 +203,10 @@ class Layer:
     def __str__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def pair(v) -> tuple[int, int]:
