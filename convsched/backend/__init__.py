@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 from ..target import host_cores
+from ..version import IGNORE_ENV, tvm_mismatch, tvm_missing
 
 # The runtime's default thread count is half the hardware threads on x86 (1 on a 2-core machine), and it is
 # read once, when the first parallel kernel runs: set it before TVM is imported. A user's setting wins.
 os.environ.setdefault("TVM_NUM_THREADS", str(host_cores()))
 
-import tvm  # noqa: E402
-from tvm import s_tir, te, tirx  # noqa: E402
+# `import convsched` without TVM, or with another TVM, says which versions to install instead of failing on
+# a missing module or a renamed API somewhere inside.
+try:
+    import tvm  # noqa: E402
+    import tvm_ffi  # noqa: E402
+    from tvm import s_tir, te, tirx  # noqa: E402
+except (ImportError, OSError) as e:
+    raise ImportError(tvm_missing(e)) from e
+_mismatch = tvm_mismatch(tvm.__version__, getattr(tvm_ffi, "__version__", "unknown"))
+if _mismatch and os.environ.get(IGNORE_ENV) != "1":
+    raise ImportError(_mismatch)
+if _mismatch:
+    warnings.warn(_mismatch, stacklevel=2)
 
 from ..errors import BuildError, ScheduleError  # noqa: E402
 
