@@ -77,7 +77,7 @@ class Timing:
         if self.peak:
             s += f"  = {self.pct_of_peak:.0f}% of peak {self.peak:.0f}"
         if self.call_median_ms is not None:
-            s += f"; Python call {self.call_median_ms:.3f} ms (+{self.overhead_us:.1f} us)"
+            s += f"; Python call {self.call_median_ms:.3f} ms ({self.overhead_us:+.1f} us)"
         return s
 
 
