@@ -118,8 +118,13 @@ class LiveSchedule:
         return self.sch.get(loop).loop_var.__hash__()
 
     def _name_loop(self, loop, name, kind):
-        k = self._key(loop)
+        var = self.sch.get(loop).loop_var
+        k = var.__hash__()
         self._names[k], self._kinds[k] = name, kind
+        # A Var's hash is its address: once a split or fuse drops a named loop, a loop TVM creates later (under
+        # reverse_compute_at) could reuse the address and inherit the stale name. Holding every named Var keeps
+        # the addresses, and so the keys, unique for this schedule's life.
+        self.__dict__.setdefault("_named_vars", []).append(var)
 
     def axes(self, stage: str) -> list:
         """[(name, kind, LoopRV)] of the loops around `stage`, outermost first; kind S, R or ? (unknown)."""
