@@ -21,7 +21,7 @@ from ..layers.loss_delta import LossDeltas
 from ..schedule import get_template
 from .arrays import aligned, aligned_empty
 from .parts import MultiPart, build_part
-from .timing import Timing
+from .timing import Timing, time_calls
 
 FORWARD_TEMPLATE = "loss_delta/forward"
 DELTAS_TEMPLATE = "loss_delta/deltas"
@@ -210,16 +210,7 @@ class LossDeltaKernel:
         it as such)."""
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
-        t0 = time.perf_counter()
-        self(*arrays)
-        first = time.perf_counter() - t0
-        number = max(1, int(np.ceil(min_repeat_ms * 1e-3 / max(first, 1e-6)))) if min_repeat_ms else 1
-        ms = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(number):
-                self(*arrays)
-            ms.append((time.perf_counter() - t0) * 1e3 / number)
+        ms = time_calls(self, arrays, repeat, min_repeat_ms)
         ops = int(np.shape(arrays[0])[0]) * L.ph * L.pw * L.cout * 9 * L.cin      # the batch actually run
         t = Timing.from_ms(ms, num_threads(), ops, L.op_unit, self.target)
         return t.with_calls(ms) if call_time else t

@@ -83,12 +83,11 @@ class Timing:
 
 def time_calls(fn, arrays, repeat: int, min_repeat_ms: float) -> list:
     """Milliseconds per call of fn(*arrays), one entry per repeat (each the mean of enough calls to last
-    min_repeat_ms)."""
-    fn(*arrays)
+    min_repeat_ms). The first call warms up and sizes the repeats (a loss-delta call can take seconds)."""
     t0 = time.perf_counter()
     fn(*arrays)
     one = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, int(np.ceil(min_repeat_ms * 1e-3 / one)))
+    number = max(1, int(np.ceil(min_repeat_ms * 1e-3 / one))) if min_repeat_ms else 1
     out = []
     for _ in range(repeat):
         t0 = time.perf_counter()
