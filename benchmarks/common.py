@@ -1,8 +1,8 @@
-"""Shared helpers for the benchmarks in this directory: the machine's ceiling, one subprocess per thread
+"""Shared helpers for the benchmarks in this directory: the machine's ceilings, one subprocess per thread
 count, timing of peers (numpy, PyTorch), geometric means, tables and JSON output.
 
-    from common import measure_fp32_peak, run_per_thread_count, best_time_ms, table, geomean, write_json
-    from common import add_json_option, save_run, StdoutCopy   # --json: a run for docs/performance.md
+    from common import measure_fp32_peak, measure_bit_peak, run_per_thread_count, best_time_ms, table, geomean
+    from common import write_json, add_json_option, save_run, StdoutCopy   # --json: a run for docs/performance.md
 
 A benchmark script usually has two halves:
   * a parent that calls run_per_thread_count(__file__, [1, 2], extra_args): it re-runs the script with
@@ -15,16 +15,12 @@ Timings on a shared machine are noisy: peers and our kernels are timed the same 
 """
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import json
 import math
 import os
 import shlex
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -67,88 +63,28 @@ def run_per_thread_count(script: str, threads_list, args=(), timeout: float | No
     return results
 
 
-# ------------------------------------------------------------------------------------- fp32 peak (C)
+# ----------------------------------------------------------------------------------------- the ceilings
 
-# 12 independent 8-lane FMA chains: Zen 3 has 2 FMA pipes with 4-cycle latency, so >= 8 chains keep both
-# busy. The result is summed and returned so that the compiler cannot drop the loop.
-_PEAK_C = r"""
-#include <immintrin.h>
-#define V(k) _mm256_set1_ps(seed + k)   /* distinct starts: equal chains would be merged by the compiler */
-float fma_loop(long iters, float seed) {
-    __m256 a0 = V(0), a1 = V(1), a2 = V(2), a3 = V(3), a4 = V(4), a5 = V(5),
-           a6 = V(6), a7 = V(7), a8 = V(8), a9 = V(9), a10 = V(10), a11 = V(11);
-    const __m256 m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-    for (long i = 0; i < iters; ++i) {
-        a0 = _mm256_fmadd_ps(a0, m, b); a1 = _mm256_fmadd_ps(a1, m, b); a2 = _mm256_fmadd_ps(a2, m, b);
-        a3 = _mm256_fmadd_ps(a3, m, b); a4 = _mm256_fmadd_ps(a4, m, b); a5 = _mm256_fmadd_ps(a5, m, b);
-        a6 = _mm256_fmadd_ps(a6, m, b); a7 = _mm256_fmadd_ps(a7, m, b); a8 = _mm256_fmadd_ps(a8, m, b);
-        a9 = _mm256_fmadd_ps(a9, m, b); a10 = _mm256_fmadd_ps(a10, m, b); a11 = _mm256_fmadd_ps(a11, m, b);
-    }
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-               _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float out[8]; _mm256_storeu_ps(out, s);
-    return out[0] + out[7];
-}
-"""
-_FLOPS_PER_ITER = 12 * 8 * 2          # 12 FMAs x 8 lanes x (multiply + add)
+def measure_fp32_peak(threads: int = 1, target="host") -> dict:
+    """The fp32 FMA peak on `threads` threads with the widest vectors `target` may use (zmm on an AVX-512 host),
+    measured now in this process (convsched.backend.peaks: a gcc loop of independent FMA chains whose
+    assembly is checked to keep them in registers). A target the host cannot run gets its model's figure,
+    labelled "modelled".
+
+    Returns {"total": GFLOP/s on all threads, "per_core": total / threads, "measured": bool, "source": how}."""
+    from convsched.backend import peaks
+    p = peaks.fp32_peak(target, threads, cache=False)
+    return {"total": p.value, "per_core": p.value / threads, "measured": p.measured,
+            "source": f"{p.label}: {p.source}"}
 
 
-def _peak_lib():
-    src_hash = hashlib.sha256(_PEAK_C.encode()).hexdigest()[:12]
-    lib = Path(tempfile.gettempdir()) / f"convsched_fma_peak_{src_hash}.so"
-    if not lib.exists():
-        with tempfile.TemporaryDirectory() as d:
-            c = Path(d) / "peak.c"
-            c.write_text(_PEAK_C)
-            tmp = Path(d) / "peak.so"
-            subprocess.run(["gcc", "-O2", "-mavx2", "-mfma", "-shared", "-fPIC", str(c), "-o", str(tmp)],
-                           check=True, capture_output=True)
-            os.replace(tmp, lib)     # atomic: concurrent benchmarks never load a half-written file
-    so = ctypes.CDLL(str(lib))
-    so.fma_loop.restype = ctypes.c_float
-    so.fma_loop.argtypes = [ctypes.c_long, ctypes.c_float]
-    return so
-
-
-def measure_fp32_peak(threads: int = 1, seconds: float = 0.005, trials: int = 100) -> dict:
-    """Measured AVX2 FMA throughput in GFLOP/s on `threads` threads: the best of many short runs (short, so
-    that on a shared machine some of them run undisturbed).
-
-    Returns {"total": GFLOP/s on all threads, "per_core": total / threads, "source": how it was measured}.
-    Falls back to the host's figure (convsched.target: Target.fp32_peak_gflops) without gcc or AVX2."""
-    try:
-        so = _peak_lib()
-    except (OSError, subprocess.CalledProcessError, FileNotFoundError) as e:
-        from convsched.target import host
-        per_core = host().fp32_peak_gflops(1)
-        return {"total": per_core * threads, "per_core": per_core,
-                "source": f"the {host().mcpu} figure of convsched.target (could not build the FMA loop: "
-                          f"{type(e).__name__})"}
-    so.fma_loop(100_000, 1.0)                                 # warm up (clock ramp)
-    t0 = time.perf_counter()
-    so.fma_loop(1_000_000, 1.0)
-    iters = max(100_000, int(1_000_000 * seconds / max(time.perf_counter() - t0, 1e-6)))
-    # Every thread runs `trials` short timed calls, all threads at once; each keeps its fastest call, and the
-    # total is the sum of those (a shared machine rarely leaves all cores idle in the same few ms).
-    best = [0.0] * threads
-    barrier = threading.Barrier(threads)
-
-    def work(i):
-        barrier.wait()
-        for _ in range(trials):
-            t = time.perf_counter()
-            so.fma_loop(iters, 1.0 + i)                   # ctypes releases the GIL: threads run in parallel
-            best[i] = max(best[i], iters * _FLOPS_PER_ITER / (time.perf_counter() - t) / 1e9)
-
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    best = sum(best)
-    return {"total": best, "per_core": best / threads,
-            "source": "gcc -O2 -mavx2 -mfma, 12 independent 8-lane FMA chains per thread, best 5 ms run"}
+def measure_bit_peak(target="host") -> dict:
+    """The xor + popcount + add ceiling on TVM's thread pool (TVM_NUM_THREADS threads: run it in a worker whose
+    thread count was set before TVM started), measured now: {"total", "per_core", "measured", "source"}."""
+    from convsched.backend import num_threads, peaks
+    p = peaks.bit_peak(target, num_threads(), cache=False)
+    return {"total": p.value, "per_core": p.value / p.threads, "measured": p.measured,
+            "source": f"{p.label}: {p.source}"}
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -264,23 +200,14 @@ class StdoutCopy:
         return "".join(self._buf)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def run_info() -> dict:
     """Where, when and how this run was made: the heading of its section in docs/performance.md."""
     # imported here: common.py also serves processes that never load convsched (the LCE peer's environment)
-    from convsched.target import host
+    from convsched.target import cpu_model_name, host
     t = host()
     isa = "AVX-512" if t.has("avx512f") else "AVX2" if t.has("avx2") else "SSE"
-    cpu = f"{_cpu_model()} (LLVM {t.mcpu}, {isa}{', VPOPCNTDQ' if t.fast_popcount else ''}, {os.cpu_count()} cores)"
+    cpu = (f"{cpu_model_name() or 'unknown CPU'} (LLVM {t.mcpu}, modelled as {t.model.name}; {isa}, "
+           f"popcount {t.popcount}, {os.cpu_count()} cores)")
     return {"cpu": cpu, "target_key": t.key, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": shlex.join(["python", *[os.path.relpath(a, ROOT) if a.endswith(".py") else a
                                                for a in sys.argv]])}
@@ -298,8 +225,9 @@ def save_run(path, benchmark: str, report: str, results, notes: str = "") -> Pat
     return path
 
 
-if __name__ == "__main__":          # `python benchmarks/common.py`: print the measured ceiling
-    for n in (1, 2):
-        p = measure_fp32_peak(n)
-        print(f"fp32 FMA peak, {n} thread(s): {p['total']:.1f} GFLOP/s ({p['per_core']:.1f} per core; "
-              f"{p['source']})")
+if __name__ == "__main__":          # `python benchmarks/common.py`: print the measured fp32 ceilings per ISA
+    for tgt in ("host", "x86-64-v3", "x86-64-v2"):
+        for n in (1, 2):
+            p = measure_fp32_peak(n, tgt)
+            print(f"{tgt}: fp32 FMA peak, {n} thread(s): {p['total']:.1f} GFLOP/s ({p['per_core']:.1f} per core; "
+                  f"{p['source']})")

@@ -101,7 +101,7 @@ def main():
             keep((name, "py-tvm k(x, w)"), *rounds_ms(lambda: kc(*xs), a.seconds))
 
     host = cs.target.host()
-    print(f"host {host.key} ({host.mcpu}, {host.vector_bits}-bit vectors: AVX2+FMA, no AVX-512 on this machine), "
+    print(f"host {host.key} ({host.mcpu}, {host.isa_level}, {host.vector_bits}-bit vectors), "
           f"{num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
     rows, data = [], {}
     for name, layer in layers.items():

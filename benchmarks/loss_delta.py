@@ -89,14 +89,14 @@ def main(argv=None):
     printed = StdoutCopy()
     tables = json.loads(TABLES.read_text())
     host = cs.target.host()
-    from convsched.backend.binary import bit_gemm_peak
-    ceiling = max(bit_gemm_peak(host)["gops"] for _ in range(3))
-    print(f"# host: {host.mcpu}, AVX2={host.has('avx2')}, AVX-512={host.has('avx512f')}, "
-          f"VPOPCNTDQ={host.fast_popcount}; 1 thread; 32x32 images, 10 classes; convsched {cs.__version__}")
-    print("# without VPOPCNTDQ, popcount on vectors is emulated (vpshufb); the bit ops' ceiling is lower than "
-          "the project's Zen 4 figure (1.24 T bit-MAC/s per core)")
-    print(f"# this host's xor+popcount+add ceiling (bit-GEMM microbenchmark, 1 thread): {ceiling:.0f} G bit-MAC/s; "
-          f"floor = the forward conv alone at that rate, per parameter; goal = seed best / 100")
+    from convsched.backend import num_threads, peaks
+    ceiling = peaks.bit_peak(host, num_threads(), cache=False).value
+    print(f"# host: {cs.target.cpu_model_name()} (LLVM {host.mcpu}, modelled as {host.model.name}), "
+          f"{host.vector_bits}-bit vectors, popcount {host.popcount}; {num_threads()} thread(s) (TVM_NUM_THREADS); "
+          f"32x32 images, 10 classes; convsched {cs.__version__}")
+    print(f"# this host's xor+popcount+add ceiling (bit-GEMM microbenchmark, measured now on {num_threads()} "
+          f"thread(s)): {ceiling:.0f} G bit-MAC/s; floor = the forward conv alone at that rate, per parameter; "
+          f"goal = seed best / 100")
     hdr = (f"{'head':10} {'seg':>3} {'version':9} {'thr':>3} {'in':>5} {'out':>5} {'n params':>9} {'ms/ex':>9} "
            f"{'ns/pixbit':>9} {'ns/chan':>9} {'ns/param':>9} | {'seed post':>14} {'seed here':>14} {'x faster':>8} | "
            f"{'goal':>6} {'floor':>6}")

@@ -164,11 +164,13 @@ def report(res: dict) -> str:
     rows = res["rows"]
     out = [f"\n== {res['threads']} thread(s): measured fp32 peak {res['peak']['total']:.1f} GFLOP/s "
            f"({res['peak']['per_core']:.1f}/core; {res['peak']['source']}); target {res['target']}",
-           "   GFLOP/s = direct-conv FLOPs / time (so Winograd can pass 100% of peak); direct % = "
+           "   GFLOP/s = direct-conv FLOPs / time: \"eff\" marks Winograd's effective rate (it does 2.25x fewer "
+           "multiplies, so it can pass 100% of the FMA peak); a direct algorithm cannot; direct % = "
            f"{DIRECT} alone (best of its variants); +wpackP = weights pre-packed once in P-wide panels; x peer = peer time / convsched time (> 1: convsched faster)\n"]
     peak = res["peak"]["total"]
     cells = [[r["layer"], r.get("best", "none correct"), fmt(r.get("ms"), ".3f"), fmt(r.get("gflops"), ".1f"),
-              fmt(r.get("pct_peak"), ".0f"), fmt(_direct_pct(r, peak), ".0f"), fmt(r.get("vs_numpy")), fmt(r.get("vs_torch_nchw")),
+              fmt(r.get("pct_peak"), ".0f") + (" eff" if "winograd" in r.get("best", "") else ""),
+              fmt(_direct_pct(r, peak), ".0f"), fmt(r.get("vs_numpy")), fmt(r.get("vs_torch_nchw")),
               fmt(r.get("vs_torch_cl")), fmt(r.get("vs_torch_best"))] for r in rows]
     gm = lambda key: fmt(geomean(r.get(key) for r in rows))
     cells.append(["geo-mean", "", "", "", "", "", gm("vs_numpy"), gm("vs_torch_nchw"), gm("vs_torch_cl"),

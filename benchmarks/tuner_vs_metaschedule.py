@@ -144,8 +144,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     printed = StdoutCopy()
     host = cs.target.host()
-    print(f"host {host.key}: {host.mcpu}, {host.vector_bits}-bit vectors, {host.cores} cores; fp32 peak "
-          f"~{host.fp32_peak_gflops():.0f} GFLOP/s (2 FMA pipes x 8 lanes x 2 x clock x cores)", flush=True)
+    from convsched.backend import peaks
+    peak = peaks.fp32_peak(host, a.threads)
+    print(f"host {host.key}: {host.mcpu} (modelled as {host.model.name}), {host.vector_bits}-bit vectors, "
+          f"{host.cores} cores; fp32 peak on {a.threads} thread(s) {peak}", flush=True)
     out = {"host": host.to_json()}
     if a.part in ("ms", "all"):
         out["tuner_vs_metaschedule"] = part_ms(a.ms_trials, a.timeout)

@@ -8,11 +8,15 @@
 
 This module is the package's face: it re-exports, and nothing inside the package imports it.
 """
-from . import bits, export, graph, layers, records, schedule, target
-from .errors import BuildError, ConvschedError, ExportError, GraphError, KnobError, ScheduleError, TargetError
-from .kernel import Kernel, Timing, aligned, aligned_empty, compile, load, load_all
-from .tune import tune
-from .version import __version__
+# First: target asks LLVM about CPUs through a probe that backend/cpu.py registers when imported (target sits
+# below the backend and may not import it; nothing else imports backend.cpu).
+from .backend import cpu as _llvm_cpu_probe  # noqa: F401  (isort: keep first)
+from . import bits, export, graph, layers, records, schedule, target  # noqa: E402
+from .errors import (BuildError, ConvschedError, ExportError, GraphError, KnobError,  # noqa: E402
+                     ScheduleError, TargetError)
+from .kernel import Kernel, Timing, aligned, aligned_empty, compile, load, load_all  # noqa: E402
+from .tune import tune  # noqa: E402
+from .version import __version__  # noqa: E402
 
 __all__ = ["bits", "layers", "schedule", "target", "graph", "export", "records", "compile", "load", "load_all",
            "tune", "Kernel", "Timing", "aligned", "aligned_empty", "ConvschedError", "ScheduleError", "KnobError",

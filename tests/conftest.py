@@ -1,3 +1,17 @@
+"""Shared test setup: the reference check, the target matrix, and where tests may write.
+
+The target matrix: kernel tests run for the host and for the named targets in MATRIX_CANDIDATES that the host
+can execute (every ISA feature they use is present): on an AVX-512 host "host" + "x86-64-v3" (AVX2, emulated
+popcount), on an AVX2 host "host" + "x86-64-v3" as well. Named targets the host cannot execute (NOT_EXECUTABLE,
+e.g. the AVX-512 ones on an AVX2 host, or AMD's znver* with SSE4A on an Intel host) are compiled and their
+assembly checked instead (test_targets.py). $CONVSCHED_TEST_TARGETS="host,x86-64-v2,..." overrides the matrix
+(targets the host cannot execute are dropped from it). Expectations come from each target's model, never from
+one CPU's numbers.
+
+Tests never write into the checkout or the real home cache: the user's tuning records and the measured peaks
+(and anything else XDG-cached) go to a directory of this test session, and each test gets its own records
+directory. pip keeps its real cache (the wheel test installs from it).
+"""
 import os
 import shutil
 import tempfile
@@ -9,15 +23,27 @@ import pytest
 
 import convsched as cs
 
-# Tests never write into the checkout or the real home cache: the user's tuning records (and anything else
-# XDG-cached) go to a directory of this test session, and each test gets its own records directory below.
-# pip keeps its real cache (the wheel test installs from it).
 _REAL_PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or str(
     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
 _SESSION_CACHE = tempfile.mkdtemp(prefix="convsched-test-cache-")
 os.environ["PIP_CACHE_DIR"] = _REAL_PIP_CACHE
 os.environ["XDG_CACHE_HOME"] = _SESSION_CACHE
 os.environ["CONVSCHED_TUNING_LOGS"] = str(Path(_SESSION_CACHE) / "convsched" / "tuning_logs")
+# Measured peaks are cached per user; tests measure into the session's cache (unless told where).
+os.environ.setdefault("CONVSCHED_CACHE_DIR", str(Path(_SESSION_CACHE) / "convsched"))
+
+MATRIX_CANDIDATES = ("x86-64-v3",)
+
+
+def _matrix() -> list:
+    host = cs.target.host()
+    env = os.environ.get("CONVSCHED_TEST_TARGETS")
+    names = [n.strip() for n in env.split(",") if n.strip()] if env else ["host", *MATRIX_CANDIDATES]
+    return [n for n in dict.fromkeys(names) if n == "host" or cs.target.get(n).runs_on(host)]
+
+
+MATRIX = _matrix()
+NOT_EXECUTABLE = [n for n in cs.target.NAMED if not cs.target.get(n).runs_on(cs.target.host())]
 
 
 def pytest_configure(config):
@@ -56,3 +82,9 @@ def check_against_reference(layer, kernel, seed=0):
 @pytest.fixture
 def host():
     return cs.target.host()
+
+
+@pytest.fixture(params=MATRIX)
+def target(request):
+    """Each target of the matrix the host can execute, as a Target."""
+    return cs.target.get(request.param)

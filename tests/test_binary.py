@@ -1,9 +1,9 @@
 """Binary layers: exact equality with numpy references on random bits.
 
 Odd channel counts (1, 3, 63, 65, 100), odd image sizes, stride 2, both pad values, both outputs, both
-comparisons; both input forms (logical 0/1 and pre-packed words); the portable paths (x86-64-v3, generic)
-run here; the AVX-512 VPOPCNTDQ path is cross-compiled for znver4 and its assembly checked for vpopcntq
-(running it is skipped when the host lacks the feature).
+comparisons; both input forms (logical 0/1 and pre-packed words); kernels run on every target of the matrix
+(conftest.MATRIX: the host and x86-64-v3), the portable paths (x86-64-v3, generic) always; a named target's
+build uses vpopcntq exactly when its model says so (test_targets.py checks the assembly of every named target).
 """
 import numpy as np
 import pytest
@@ -63,20 +63,20 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("cin,cout,h,w,stride,pad,pad_value,output", CONV_CASES)
-def test_binary_conv_default_template(cin, cout, h, w, stride, pad, pad_value, output):
+def test_binary_conv_default_template(cin, cout, h, w, stride, pad, pad_value, output, target):
     layer = L.BinaryConv2d(h=h, w=w, cin=cin, cout=cout, stride=stride, pad=pad, pad_value=pad_value,
                            output=output)
-    k = cs.compile(layer)
+    k = cs.compile(layer, target=target)
     for seed in range(2):
         check_against_reference(layer, k, seed)
 
 
 @pytest.mark.parametrize("compare", [">", "<="])
 @pytest.mark.parametrize("cin,cout,stride,pad_value", [(65, 3, 1, 1), (63, 100, 2, -1)])
-def test_binary_conv_threshold_epilogue(compare, cin, cout, stride, pad_value):
+def test_binary_conv_threshold_epilogue(compare, cin, cout, stride, pad_value, target):
     layer = L.BinaryConv2d(h=9, w=7, cin=cin, cout=cout, stride=stride, pad=1, pad_value=pad_value,
                            threshold=True, compare=compare)
-    k = cs.compile(layer)
+    k = cs.compile(layer, target=target)
     xs = layer.random_inputs(5)
     got = k(*xs)
     assert got.dtype == np.uint64 and got.shape[-1] == -(-cout // 64)
@@ -87,9 +87,9 @@ def test_binary_conv_threshold_epilogue(compare, cin, cout, stride, pad_value):
     np.testing.assert_array_equal(got, layer.reference(*xs))
 
 
-def test_logical_and_packed_inputs_agree():
+def test_logical_and_packed_inputs_agree(target):
     layer = L.BinaryConv2d(h=6, w=6, cin=65, cout=8, pad=1)
-    k = cs.compile(layer)
+    k = cs.compile(layer, target=target)
     rng = np.random.default_rng(1)
     xb = rng.integers(0, 2, (1, 6, 6, 65)).astype(bool)
     wb = rng.integers(0, 2, (8, 3, 3, 65), dtype=np.uint8)
@@ -120,15 +120,15 @@ def test_bad_bit_inputs_are_clear_errors():
 
 
 @pytest.mark.parametrize("c,compare", [(1, ">"), (65, "<="), (100, ">")])
-def test_popcount_threshold(c, compare):
+def test_popcount_threshold(c, compare, target):
     layer = L.PopcountThreshold(h=3, w=5, c=c, compare=compare)
-    check_against_reference(layer, cs.compile(layer), seed=c)
+    check_against_reference(layer, cs.compile(layer, target=target), seed=c)
 
 
 @pytest.mark.parametrize("c", [1, 3, 63, 65, 100])
-def test_bitpack_sign(c):
+def test_bitpack_sign(c, target):
     layer = L.BitPack(h=3, w=3, c=c)
-    k = cs.compile(layer)
+    k = cs.compile(layer, target=target)
     x = layer.random_inputs(c)[0]
     x[0, 0, 0, 0] = 0.0                                   # sign(0) -> +1 (bit 1), as bits.from_sign
     got = k(x)
@@ -137,22 +137,22 @@ def test_bitpack_sign(c):
 
 
 @pytest.mark.parametrize("h,w,c,segments", [(7, 9, 65, (2, 3)), (6, 6, 3, 1), (10, 5, 100, (3, 2)), (5, 5, 1, 2)])
-def test_segmented_bit_pool(h, w, c, segments):
+def test_segmented_bit_pool(h, w, c, segments, target):
     layer = L.SegmentedBitPool(h=h, w=w, c=c, segments=segments)
-    check_against_reference(layer, cs.compile(layer), seed=h)
+    check_against_reference(layer, cs.compile(layer, target=target), seed=h)
 
 
 @pytest.mark.parametrize("c,k,stride,pad", [(63, 3, 2, 1), (65, 2, 2, 0), (1, 3, 1, 1)])
-def test_bit_max_pool(c, k, stride, pad):
+def test_bit_max_pool(c, k, stride, pad, target):
     layer = L.BitMaxPool2d(h=7, w=9, c=c, k=k, stride=stride, pad=pad)
-    check_against_reference(layer, cs.compile(layer), seed=c)
+    check_against_reference(layer, cs.compile(layer, target=target), seed=c)
 
 
 @pytest.mark.parametrize("mode", ["majority", "or"])
 @pytest.mark.parametrize("c", [3, 100])
-def test_bit_global_pool(mode, c):
+def test_bit_global_pool(mode, c, target):
     layer = L.BitGlobalPool(h=5, w=4, c=c, mode=mode)
-    check_against_reference(layer, cs.compile(layer), seed=c)
+    check_against_reference(layer, cs.compile(layer, target=target), seed=c)
 
 
 @pytest.mark.parametrize("cin,cout,stride,pad,pad_value,output,compare,segments", [
@@ -160,10 +160,10 @@ def test_bit_global_pool(mode, c):
     (3, 100, 2, 1, 1, "dot", "<=", (3, 2)),
     (63, 1, 1, 1, -1, "dot", ">", 1),
 ])
-def test_fused_conv_threshold_segmented_pool(cin, cout, stride, pad, pad_value, output, compare, segments):
+def test_fused_conv_threshold_segmented_pool(cin, cout, stride, pad, pad_value, output, compare, segments, target):
     layer = L.BinaryConvPool(h=11, w=10, cin=cin, cout=cout, stride=stride, pad=pad, pad_value=pad_value,
                              output=output, compare=compare, segments=segments)
-    k = cs.compile(layer)
+    k = cs.compile(layer, target=target)
     xs = layer.random_inputs(cout)
     got = k(*xs)
     # equals the unfused pipeline: conv values -> threshold -> segmented pool
@@ -215,7 +215,8 @@ def test_vpopcntdq_path_runs_on_host():
     check_against_reference(layer, cs.compile(layer), seed=1)
 
 
-def test_host_bit_gemm_microbenchmark_is_correct():
-    from convsched.backend.binary import bit_gemm_peak
-    r = bit_gemm_peak(cs.target.host(), m=16, n=8, k_words=8, repeat=2)   # checks its own answer
-    assert r["gops"] > 0
+def test_bit_gemm_microbenchmark_checks_its_answer(target):
+    from convsched.backend.peaks import bit_tiles, measure_bit
+    for mt, nv in bit_tiles(target)[:2]:
+        r = measure_bit(target, m_tile=mt, n_vecs=nv, k_words=8, seconds=0)   # raises on a wrong answer
+        assert r["gops"] > 0 and r["popcount"] == target.popcount

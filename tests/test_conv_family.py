@@ -54,8 +54,8 @@ def _case_id(i, case):
 
 
 @pytest.mark.parametrize("name,layer", CASES, ids=[_case_id(i, c) for i, c in enumerate(CASES)])
-def test_template_defaults_match_reference(name, layer):
-    k = cs.compile(layer, template=name)
+def test_template_defaults_match_reference(name, layer, target):
+    k = cs.compile(layer, template=name, target=target)
     check_against_reference(layer, k, seed=3)
 
 
@@ -100,9 +100,10 @@ def test_nchwc_pack_roundtrip_and_prepacked_weights():
 
 @pytest.mark.parametrize("src,dst", [("NHWC", "NCHWc"), ("NCHWc", "NHWC"), ("NCHW", "NCHWc"),
                                      ("NCHWc", "NCHW"), ("NHWC", "NCHW"), ("NCHW", "NHWC")])
-def test_layout_transforms_exact(src, dst):
-    t = L.LayoutTransform(n=2, c=16, h=5, w=9, src=src, dst=dst)
-    check_against_reference(t, cs.compile(t), seed=2)
+def test_layout_transforms_exact(src, dst, target):
+    for c, cb in ((16, 8), (24, target.lanes("float32") if 24 % target.lanes("float32") == 0 else 4)):
+        t = L.LayoutTransform(n=2, c=c, h=5, w=9, src=src, dst=dst, cblock=cb)
+        check_against_reference(t, cs.compile(t, target=target), seed=2)
 
 
 def test_bind_prepacks_weights_once():
@@ -154,23 +155,33 @@ def test_prepacked_panels_equal_hwio():
         L.Conv2d(cout=32, wpack=12)
 
 
-def test_nhwc_direct_prepacked_deep_layer_copies_no_weights():
-    # weights > L2/2 with pre-packed panels: never a per-call weight copy; the register tile lies inside one
-    # panel or covers whole panels. 14x14 output: "ci" order, input slab packed (pack="x"); 7x7 output: a
-    # 5-pixel tile of the fused (oh, ow) axis (49 = 9 x 5 + 4: a partial last tile), "co" order, whole K.
-    host = cs.target.host()
+def _deep_layer(target, h, **kw):
+    """A layer whose weights pass half of the target's L2 (nhwc_direct's "deep" rule): cin x cout grown from
+    96 x 192 (663 KB) until 9 * cin * cout * 4 bytes > L2 / 2, whatever the L2 of the target."""
+    cin, cout = 96, 192
+    while 9 * cin * cout * 4 <= target.l2_bytes // 2:
+        cin, cout = cin + 32, cout + 64
+    return L.Conv2d(h=h, w=h, cin=cin, cout=cout, **kw)
+
+
+def test_nhwc_direct_prepacked_deep_layer_copies_no_weights(target):
+    # weights > L2/2 (of this target's model) with pre-packed panels: never a per-call weight copy; the register
+    # tile lies inside one panel or covers whole panels: "ci" order with the input slab packed (pack="x"), or a
+    # pixel tile of the fused (oh, ow) axis in "co" order reading the panels in place. Plain weights: the "ci"
+    # order copies input and weight slabs (pack="xw").
     tmpl = cs.schedule.get_template("conv2d/nhwc_direct")
-    for h, order, pack, px in ((14, "ci", "x", 0), (7, "co", "none", 5)):
+    for h in (14, 7):
         for P in (8, 16):
-            layer = L.Conv2d(h=h, w=h, cin=96, cout=192, bias=True, act="relu", wpack=P)   # 663 KB of weights
-            d = tmpl.defaults(layer, host)
-            assert (d["order"], d["pack"], d["px_tile"]) == (order, pack, px), d
+            layer = _deep_layer(target, h, bias=True, act="relu", wpack=P)
+            d = tmpl.defaults(layer, target)
+            assert (d["order"], d["pack"]) in (("ci", "x"), ("co", "none")), d
+            assert d["order"] == "ci" or d["px_tile"] > 0, d
             assert P % d["co_tile"] == 0 or d["co_tile"] % P == 0, d
-            k = cs.compile(layer, template="conv2d/nhwc_direct")
+            k = cs.compile(layer, template="conv2d/nhwc_direct", target=target)
             assert "cache_read(w" not in k.schedule.text()
             check_against_reference(layer, k, seed=4)
-        plain = L.Conv2d(h=h, w=h, cin=96, cout=192)
-        assert tmpl.defaults(plain, host)["pack"] == "xw"
+        plain = _deep_layer(target, h)
+        assert (tmpl.defaults(plain, target)["order"], tmpl.defaults(plain, target)["pack"]) == ("ci", "xw")
 
 
 def test_nhwc_direct_pixel_tiles_with_partial_last_tile():
@@ -186,13 +197,16 @@ def test_nhwc_direct_pixel_tiles_with_partial_last_tile():
             check_against_reference(layer, k, seed=6)
 
 
-def test_nhwc_direct_defaults_balance_rows_over_cores():
-    # 7 output rows (oh_tile 1 or 7) on 2 cores would run 4 + 3: the 2-core defaults put channel blocks in
-    # parallel instead; the kernel built for 2 cores still runs (and is checked) here
-    two = cs.target.get("host", cores=2)
+def test_nhwc_direct_defaults_balance_rows_over_cores(target):
+    # 7 output rows (oh_tile 1 or 7) on 2 cores would run 4 + 3: when the channel blocks split evenly, the 2-core
+    # defaults put them in parallel instead; with 1 core rows stay outermost. cout is 4 vectors of the target,
+    # so that its register tiles (1 or 2 vectors wide) leave an even number of blocks; the kernel built for 2
+    # cores still runs (and is checked) here.
+    two = dataclasses.replace(target, cores=2)
     tmpl = cs.schedule.get_template("conv2d/nhwc_direct")
-    for layer in (L.Conv2d(h=14, w=14, cin=32, cout=64, kh=1, kw=1, stride=2, pad=0),
-                  L.Conv2d(h=7, w=7, cin=16, cout=32, bias=True)):
+    lanes = target.lanes("float32")
+    for layer in (L.Conv2d(h=14, w=14, cin=32, cout=4 * lanes, kh=1, kw=1, stride=2, pad=0),
+                  L.Conv2d(h=7, w=7, cin=16, cout=4 * lanes, bias=True)):
         d1, d2 = tmpl.defaults(layer, dataclasses.replace(two, cores=1)), tmpl.defaults(layer, two)
         rows = layer.n * layer.oh // d2["oh_tile"]
         assert rows % 2 == 0 or d2["order"] == "co", d2

@@ -21,15 +21,14 @@ GAUSS = [GaussianPool2d(h=16, w=16, c=16),                                      
 
 @pytest.mark.parametrize("layer", GAUSS, ids=str)
 @pytest.mark.parametrize("template", ["gaussian_pool2d/direct", "gaussian_pool2d/separable"])
-def test_gaussian_pool_matches_reference(layer, template):
+def test_gaussian_pool_matches_reference(layer, template, target):
     tmpl = cs.schedule.get_template(template)
-    space = tmpl.knob_space(layer, cs.target.host())
+    space = tmpl.knob_space(layer, target)
     other = {k: v[-1] for k, v in space.items()}        # the default point and the last point of each space
     for knobs in (None, other):
-        if knobs and tmpl.constraint(layer, cs.target.host(), {**tmpl.defaults(layer, cs.target.host()),
-                                                               **knobs}) is not True:
+        if knobs and tmpl.constraint(layer, target, {**tmpl.defaults(layer, target), **knobs}) is not True:
             continue
-        check_against_reference(layer, cs.compile(layer, template=template, knobs=knobs), seed=3)
+        check_against_reference(layer, cs.compile(layer, template=template, knobs=knobs, target=target), seed=3)
 
 
 def test_gaussian_kernels_are_normalized_and_stacked():
@@ -43,9 +42,10 @@ def test_gaussian_kernels_are_normalized_and_stacked():
 
 
 @pytest.mark.parametrize("mode", ["train", "test"])
-def test_stochastic_pool_matches_reference(mode):
-    layer = StochasticPool2d(n=2, h=12, w=10, c=16, k=2, mode=mode)
-    check_against_reference(layer, cs.compile(layer), seed=5)   # train mode: exact equality
+def test_stochastic_pool_matches_reference(mode, target):
+    for c in (16, 5):
+        layer = StochasticPool2d(n=2, h=12, w=10, c=c, k=2, mode=mode)
+        check_against_reference(layer, cs.compile(layer, target=target), seed=5)   # train mode: exact equality
 
 
 def test_stochastic_pool_picks_window_values():

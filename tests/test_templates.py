@@ -1,4 +1,7 @@
-"""Every shipped template, over sampled knob points, against each sample layer's reference()."""
+"""Every shipped template, over sampled knob points, against each sample layer's reference(), on every target
+of the matrix (conftest.MATRIX): the host with 3 sampled points besides the defaults, the other targets with
+their defaults only (the sweep in test_sweep.py covers their defaults over channel counts; this keeps the suite's
+time in budget)."""
 import itertools
 import random
 
@@ -26,13 +29,14 @@ CASES = [(name, i) for kind, layers in SAMPLES.items() for name in cs.schedule.l
 
 
 @pytest.mark.parametrize("name,idx", CASES, ids=[f"{n}-{i}" for n, i in CASES])
-def test_template_sampled_knobs(name, idx, host):
+def test_template_sampled_knobs(name, idx, target):
     tmpl = cs.schedule.get_template(name)
     layer = SAMPLES[tmpl.layer_kind][idx]
-    if tmpl.applies(layer, host) is not True:
+    if tmpl.applies(layer, target) is not True:
         pytest.skip(f"{name} does not apply to {layer}")
-    for knobs in _points(tmpl, layer, host, POINTS_PER_LAYER, seed=idx):
-        k = cs.compile(layer, template=name, knobs=knobs)
+    points = POINTS_PER_LAYER if target.name == "host" else 0
+    for knobs in _points(tmpl, layer, target, points, seed=idx):
+        k = cs.compile(layer, template=name, knobs=knobs, target=target)
         check_against_reference(layer, k, seed=idx)
 
 

@@ -36,25 +36,17 @@ from ..errors import BuildError, ScheduleError  # noqa: E402
 expr = tirx          # expression helpers for layer declarations: if_then_else, all, popcount, const, ...
 TVM_VERSION = tvm.__version__
 
-__all__ = ["te", "expr", "TVM_VERSION", "LiveSchedule", "Built", "build", "host_cpu_name",
-           "host_cpu_features", "cpu_features", "compute_stages", "num_threads"]
+# TVM 0.27's lowering keeps a buffer of constant size below this many bytes on the stack (an alloca LLVM turns
+# into registers); a larger one goes through TVMBackendAllocWorkspace, and a register tile accumulated in it is
+# stored and reloaded around every tile (measured: binary conv 56x56x64, 16 zmm accumulators = 1024 B, 83% of
+# the bit ceiling; 14 = 896 B, 90%; Xeon "rocketlake" (Sapphire Rapids class), 1 thread, 2026-12-01).
+STACK_ALLOC_BYTES = 1024
 
+__all__ = ["te", "expr", "TVM_VERSION", "LiveSchedule", "Built", "build", "compute_stages", "num_threads",
+           "shrink_factors", "STACK_ALLOC_BYTES"]
 
-# ---------------------------------------------------------------------------------------------- the CPU
-def host_cpu_name() -> str:
-    return str(tvm.get_global_func("tvm.codegen.llvm.GetHostCPUName")())
-
-
-def host_cpu_features() -> dict:
-    """{feature: bool} read from CPUID by LLVM: the truth about this CPU, whatever its name implies."""
-    return {str(k): bool(v) for k, v in tvm.get_global_func("tvm.codegen.llvm.GetHostCPUFeatures")().items()}
-
-
-def cpu_features(mcpu: str, triple: str) -> set:
-    """The features LLVM's CPU table gives `mcpu`."""
-    t = tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "mtriple": triple})
-    with t:
-        return {str(k) for k in tvm.target.codegen.llvm_get_cpu_features()}
+# LLVM's answers about CPUs (the host's name and CPUID features, any CPU's feature table) live in backend/cpu.py,
+# which registers itself with convsched.target when imported (the package root imports it first).
 
 
 def num_threads() -> int:
@@ -137,6 +129,14 @@ class LiveSchedule:
     def axis_names(self, stage: str) -> list:
         return [a[0] for a in self.axes(stage)]
 
+    def extent(self, stage: str, axis: str) -> int | None:
+        """The trip count of loop `axis` around `stage` (None when it is not a constant)."""
+        for name, _, loop in self.axes(stage):
+            if name == axis:
+                return self._extent(loop)
+        raise ScheduleError(f"stage '{stage}' has no axis '{axis}'; its loops are: "
+                            f"{', '.join(self.axis_names(stage)) or '(none)'}", stage=stage, axis=axis)
+
     def _loop(self, step, stage, axis):
         self._block(step, stage)
         for name, kind, loop in self.axes(stage):
@@ -165,13 +165,35 @@ class LiveSchedule:
                                 step=step.text(), **_where(step)) from None
         self.applied.append(step)
 
+    def _extent(self, loop):
+        ext = self.sch.get(loop).extent
+        return int(ext) if isinstance(ext, tirx.IntImm) else None
+
     def _split(self, st):
         loop, kind = self._loop(st, st.stage, st.axis)
         _check_factors(st, st.factors)
         if len(st.names) != len(st.factors):
             raise ScheduleError(f"split into {len(st.factors)} loops needs {len(st.factors)} names",
                                 stage=st.stage, axis=st.axis, step=st.text(), **_where(st))
-        new = self.sch.split(loop, factors=list(st.factors))
+        tail = getattr(st, "tail", "guard")
+        if tail not in ("guard", "cut", "shrink"):       # what each means: convsched.schedule.steps.TAILS
+            raise ScheduleError(f"unknown tail policy {tail!r}; policies are guard, cut, shrink",
+                                stage=st.stage, axis=st.axis, step=st.text(), **_where(st))
+        factors = list(st.factors)
+        extent = self._extent(loop)
+        if tail != "guard" and extent is None:
+            raise ScheduleError(f"tail={tail!r} needs a loop of constant extent", stage=st.stage, axis=st.axis,
+                                step=st.text(), **_where(st))
+        if tail == "shrink":
+            factors = shrink_factors(factors, extent)
+        new = self.sch.split(loop, factors=factors)
+        known = 1
+        for f in factors:
+            known *= f or 1
+        if tail == "cut" and extent % known:
+            # TVM's LoopPartition pass (run before VectorizeLoop) peels the iterations of this loop where the
+            # split's predicate is not always true into their own loop: whole tiles carry no test
+            self.sch.annotate(new[0], _PARTITION_HINT, 1)
         for lp, nm in zip(new, st.names):
             self._name_loop(lp, nm, kind)
 
@@ -193,7 +215,13 @@ class LiveSchedule:
 
     def _fuse(self, st):
         pairs = [self._loop(st, st.stage, a) for a in st.axes]
+        # TVM fuses no annotated loop: a tail="cut" hint moves to the fused loop (LoopPartition peels what it can)
+        hinted = [p[0] for p in pairs if _PARTITION_HINT in self.sch.get(p[0]).annotations]
+        for lp in hinted:
+            self.sch.unannotate(lp, _PARTITION_HINT)
         fused = self.sch.fuse(*[p[0] for p in pairs])
+        if hinted:
+            self.sch.annotate(fused, _PARTITION_HINT, 1)
         kinds = {p[1] for p in pairs}
         self._name_loop(fused, st.name, kinds.pop() if len(kinds) == 1 else "?")
 
@@ -274,6 +302,23 @@ class LiveSchedule:
 
 def _where(step) -> dict:
     return {"file": step.loc.file, "line": step.loc.line} if step.loc else {}
+
+
+_PARTITION_HINT = "pragma_loop_partition_hint"
+
+
+def shrink_factors(factors: list, extent: int) -> list:
+    """tail="shrink": each given factor, innermost first, becomes the largest divisor of what is left of the
+    extent that is not above it, so the split leaves no partial tile."""
+    out, left = list(factors), extent
+    for i in reversed(range(len(out))):
+        f = out[i]
+        if f is None:
+            continue
+        d = max(d for d in range(1, min(f, left) + 1) if left % d == 0)
+        out[i] = d
+        left //= d
+    return out
 
 
 def _check_factors(step, factors):

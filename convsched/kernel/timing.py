@@ -1,11 +1,15 @@
 """Timing: how fast a kernel ran, as every part of convsched reports it (Kernel.benchmark, the loss-delta
-kernel, the tuner's records, `convsched bench`)."""
+kernel, the tuner's records, `convsched bench`), and against which ceiling: the peak measured on this host
+with the target's widest vectors (convsched.backend.peaks), or the target model's figure, labelled, for a
+CPU this host cannot run."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from ..backend import peaks
 
 UNITS = {"FLOP": "GFLOP/s", "bit-MAC": "G bit-MAC/s"}
 
@@ -15,13 +19,10 @@ def unit_of(op_unit: str) -> str:
     return UNITS.get(op_unit, f"G{op_unit}/s")
 
 
-def peak_of(target, op_unit: str, threads: int) -> float | None:
-    """The target's ceiling in that unit on `threads` threads (None where there is no meaningful one)."""
-    if op_unit == "FLOP":
-        return target.fp32_peak_gflops(threads)
-    if op_unit == "bit-MAC":
-        return target.bit_peak_gops(threads)
-    return None
+def peak_of(target, op_unit: str, threads: int, at_least: float | None = None):
+    """The ceiling (a peaks.Peak) in that unit on `threads` threads, or None where there is no meaningful one.
+    at_least: a direct kernel's rate; a cached measurement below it is taken again (peaks.peak_for)."""
+    return peaks.peak_for(target, op_unit, threads, at_least=at_least)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Timing:
     unit: str                # "GFLOP/s", "G bit-MAC/s", ...
     rate: float              # ops per second at the median, in giga-units
     peak: float | None       # the machine's ceiling in the same unit, if known
+    peak_measured: bool = False   # measured on this host (convsched.backend.peaks), or the target's model
+    peak_source: str = ""         # how the ceiling was obtained (CPU, method, date)
+    effective: bool = False       # rate counts the direct algorithm's ops (Winograd does fewer multiplies)
     # Whole Python calls k(*arrays) on the same inputs (argument checks, copies, output allocation, the call
     # itself): what a caller pays. None where only the compiled code was timed (the tuner's measurements).
     call_median_ms: float | None = None
@@ -42,13 +46,19 @@ class Timing:
     call_p90_ms: float | None = None
 
     @classmethod
-    def from_ms(cls, ms, threads: int | None, ops: int, op_unit: str, target=None) -> "Timing":
-        """Median and p10/p90 of per-call times in milliseconds; the rate at the median."""
+    def from_ms(cls, ms, threads: int | None, ops: int, op_unit: str, target=None, effective: bool = False,
+                direct: bool = False) -> "Timing":
+        """Median and p10/p90 of per-call times in milliseconds; the rate at the median. effective: the ops
+        are the direct algorithm's (Winograd), so the rate may pass the peak. direct: ops is the work really
+        done, so the rate cannot pass an honest peak (a cached peak below it is measured again)."""
         ms = np.asarray(ms, dtype=np.float64)
         med = float(np.median(ms))
+        rate = ops / (med * 1e-3) / 1e9
+        peak = None if target is None or threads is None else \
+            peak_of(target, op_unit, threads, at_least=rate if direct and not effective else None)
         return cls(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
-                   unit_of(op_unit), ops / (med * 1e-3) / 1e9,
-                   None if target is None or threads is None else peak_of(target, op_unit, threads))
+                   unit_of(op_unit), rate, peak.value if peak else None, bool(peak and peak.measured),
+                   peak.source if peak else "", effective)
 
     def with_calls(self, ms) -> "Timing":
         """This timing plus the median and p10/p90 of whole Python calls (milliseconds per call)."""
@@ -74,8 +84,13 @@ class Timing:
         threads = "" if self.threads is None else f", {self.threads} threads"
         s = (f"{self.median_ms:.3f} ms (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, {self.runs} runs"
              f"{threads})  {self.rate:.1f} {self.unit}")
+        if self.effective:
+            s = s.replace(f" {self.unit}", f" effective {self.unit}")
         if self.peak:
-            s += f"  = {self.pct_of_peak:.0f}% of peak {self.peak:.0f}"
+            kind = "measured" if self.peak_measured else "modelled"
+            s += f"  = {self.pct_of_peak:.0f}% of the {kind} peak {self.peak:.0f}"
+            if self.effective:
+                s += " (effective: direct-conv ops / time; the algorithm does fewer, so it may pass 100%)"
         if self.call_median_ms is not None:
             s += f"; Python call {self.call_median_ms:.3f} ms ({self.overhead_us:+.1f} us)"
         return s

@@ -42,17 +42,25 @@ class Stage:
     def _add(self, step):
         self._b.add(step)
 
-    def split(self, axis: str, factor=None, *, factors=None, names=None):
-        """split("co", 16) -> ("co_o", "co_i"); split("co", factors=[None, 4, 8]) -> co_0, co_1, co_2."""
+    def split(self, axis: str, factor=None, *, factors=None, names=None, tail: str = "guard"):
+        """split("co", 16) -> ("co_o", "co_i"); split("co", factors=[None, 4, 8]) -> co_0, co_1, co_2.
+        tail: "guard", "cut" or "shrink", what happens when the factors do not divide the extent (steps.TAILS)."""
         if factors is None:
             if factor is None:
                 raise ScheduleError("split needs a factor", stage=self.name, axis=axis, **_loc_kw())
             factors = (None, factor)
         factors = tuple(factors)
+        if tail not in S.TAILS:
+            raise ScheduleError(f"unknown tail policy {tail!r}; policies are {', '.join(S.TAILS)}",
+                                stage=self.name, axis=axis, **_loc_kw())
         if names is None:
             names = (f"{axis}_o", f"{axis}_i") if len(factors) == 2 else tuple(f"{axis}_{i}" for i in range(len(factors)))
-        self._add(S.Split(self.name, axis, factors, tuple(names), loc=_caller_loc()))
+        self._add(S.Split(self.name, axis, factors, tuple(names), tail=tail, loc=_caller_loc()))
         return tuple(names)
+
+    def extent(self, axis: str) -> int | None:
+        """The trip count of loop `axis` now (None if it is not a constant)."""
+        return self._b.live.extent(self.name, axis)
 
     def tile(self, x: str, y: str, fx: int, fy: int, names=None):
         """Halide's tile: -> (x_o, y_o, x_i, y_i), in that loop order."""

@@ -48,11 +48,17 @@ class Step:
     def text(self) -> str:
         return f"{self.stage}.{self.op}({self.args_text()})"
 
+    # fields left out of the JSON while at these defaults (added after schedules were first recorded: the
+    # schedules in tuning logs, and their hashes, stay as they were)
+    _QUIET_DEFAULTS: ClassVar[dict] = {}
+
     def to_json(self) -> dict:
         d = {"op": self.op}
         for f in fields(self):
             if f.name != "loc":
                 v = getattr(self, f.name)
+                if f.name in self._QUIET_DEFAULTS and v == self._QUIET_DEFAULTS[f.name]:
+                    continue
                 d[f.name] = list(v) if isinstance(v, tuple) else v
         return d
 
@@ -74,16 +80,41 @@ def _names(xs) -> str:
     return ", ".join(str(x) for x in xs)
 
 
+# What a split does when the factors do not divide the loop's extent (Exo's divide_loop(tail=...) and Halide's
+# TailStrategy are the models):
+#   "guard"   one loop nest, every iteration past the extent skipped by a test (TVM's block predicate; Halide's
+#             GuardWithIf). Correct for any split, but a vectorized loop under the test is scalarized by TVM.
+#   "cut"     the whole tiles run with no test and the partial last tile runs in a loop of its own (Exo's "cut";
+#             TVM's LoopPartition pass splits the outer loop at the last whole tile): a vector loop stays
+#             vector code, and LLVM compiles the short tail with partial vectors.
+#   "shrink"  the innermost factor shrinks to the largest divisor of the extent not above it (then the next,
+#             for a multi-level split), so there is no tail at all (Exo's "perfect", found rather than required).
+# (Halide's Predicate -- masked vector loads and stores -- has no lowering for fixed-width x86 vectors in TVM 0.27:
+# tirx.enable_buffer_level_predication changed nothing in the generated code; "cut" gets its speed without it.)
+TAILS = ("guard", "cut", "shrink")
+
+
 @_step("split")
 @dataclass(frozen=True)
 class Split(Step):
-    """Split `axis` into len(factors) loops (None: the extent that fits), named `names`, outermost first."""
+    """Split `axis` into len(factors) loops (None: the extent that fits), named `names`, outermost first;
+    `tail` says what happens when the factors do not divide the extent (see TAILS)."""
     axis: str = ""
     factors: tuple = ()
     names: tuple = ()
+    tail: str = "guard"
+
+    _QUIET_DEFAULTS: ClassVar[dict] = {"tail": "guard"}
+
+    def __post_init__(self):
+        if self.tail not in TAILS:
+            raise ScheduleError(f"unknown tail policy {self.tail!r}; policies are {', '.join(TAILS)}",
+                                stage=self.stage, axis=self.axis)
 
     def args_text(self):
-        return f"{self.axis}, [{_names('_' if f is None else f for f in self.factors)}]) -> ({_names(self.names)}"
+        t = "" if self.tail == "guard" else f", tail={self.tail}"
+        return (f"{self.axis}, [{_names('_' if f is None else f for f in self.factors)}]{t}) -> "
+                f"({_names(self.names)}")
 
 
 @_step("tile")

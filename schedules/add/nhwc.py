@@ -8,7 +8,10 @@ LAYER = "add"
 
 def _vec_tiles(layer, target):
     lanes = target.lanes("float32")
-    return [t for t in (lanes, 2 * lanes, 4 * lanes) if layer.c % t == 0] or [1]
+    tiles = [t for t in (lanes, 2 * lanes, 4 * lanes) if layer.c % t == 0]
+    if not tiles and layer.c > lanes:      # whole vectors, the last one cut short (tail="cut")
+        tiles = [lanes]
+    return tiles or [layer.c]
 
 
 KNOBS = {"c_tile": _vec_tiles}
@@ -18,8 +21,7 @@ def schedule(s, layer, c_tile):
     out = s["act"] if "act" in s else s["add"]
     if "act" in s:
         s["add"].compute_inline()
-    c_o, c_i = out.split("c", c_tile)
+    c_o, c_i = out.split("c", c_tile, tail="cut")
     rows = out.fuse("n", "h")
     out.parallel(rows)
-    if c_tile > 1:
-        out.vectorize(c_i)
+    out.vectorize(c_i)

@@ -12,30 +12,26 @@ Loop nest of "count" (outer to inner):
       the int32 epilogue "out" runs per register tile; the threshold epilogue "pack" per row (a packed
       word needs 64 output channels).
 
-Strategy by target (the vector popcount decides the width of the inner loop):
-  * AVX-512 VPOPCNTDQ (target.fast_popcount): 8 uint64 lanes, popcount is one vpopcntq, 32 registers:
+Strategy by target (the machine model decides the width of the inner loop and the register budget):
+  * AVX-512 VPOPCNTDQ (target.popcount == "vpopcntq"): 8 uint64 lanes, popcount is one vpopcntq, 32 registers:
     wide tiles (ow_tile up to 8, two weight vectors).
   * AVX2 (x86-64-v3, Zen 3): 4 lanes; LLVM emulates a vector popcount with vpshufb nibble lookups +
-    vpsadbw (about 9 instructions per 256 bits and 3 constant registers), so the tile must leave room for
-    them in the 16 ymm registers.
+    vpsadbw (about 9 instructions per 256 bits and target.popcount_scratch_registers() = 5 registers), so the
+    tile leaves room for them in the 16 ymm registers.
   * SSE / generic: 2 lanes (or scalar popcnt when co_vecs=0 ... the "naive" template is the scalar path).
+The int32 epilogue "out" is vectorized over the tile's channels. Left to LLVM it was scalar code that LLVM's
+SLP vectorizer turned into vpgatherqq/vpscatterqd on AVX-512 (fine on AVX2): 56x56x64 ran at 0.17 ms, 53% of
+the host's bit ceiling, and 0.10 ms (88-91%) vectorized (1 thread pinned, Xeon "rocketlake" = Sapphire
+Rapids class under KVM, 2026-12-02; with 9 reduction steps per tile the 64-channel layers feel the epilogue
+most; another Zen 5 host measured those layers at 28% before).
 Measured (Zen 3 EPYC 2.45 GHz, AVX2, no VPOPCNTDQ; benchmarks/binary_conv.py, 1 thread, best of runs on
 a shared machine): 56x56x64, 28x28x128, 14x14x256 (3x3, pad 1): 296-311 G bit-MAC/s = 92-96% of this
 host's xor+popcount+add ceiling (323 G, bit-GEMM microbenchmark) and 5-8x PyTorch fp32; 7x7x512 291 G.
 The scalar "naive" template reaches 185-190 G on the same layers (Zen 3 has 4 scalar popcnt ports).
 """
-from convsched.schedule import divisors
+from convsched.schedule import fits_registers, tile_on_stack, tile_registers, vectorize_innermost
 
 LAYER = "binary_conv2d"
-
-
-def _lanes(target):
-    return max(1, target.vector_bits // 64)
-
-
-def _extra_regs(target):
-    # registers the popcount itself needs: none with vpopcntq; nibble LUT, 0x0f mask, zero, 2 temps without
-    return 1 if target.fast_popcount else 5
 
 
 KNOBS = {
@@ -49,25 +45,27 @@ KNOBS = {
 def constraint(layer, target, co_vecs, ow_tile, pad_at, parallel):
     if parallel == "rows_x_co" and layer.threshold:
         return "the threshold epilogue packs 64 output channels per word: parallel over rows only"
-    if layer.threshold and 64 % (co_vecs * _lanes(target)):
+    lanes = target.lanes("uint64")
+    if layer.threshold and 64 % (co_vecs * lanes):
         # a co tile straddling a 64-channel word made TVM 0.27 compute wrong packed words (found by
         # tests/test_templates.py with co_vecs=3): the tile must divide the word
         return "with the threshold epilogue the co tile must divide 64"
-    need = ow_tile * co_vecs + co_vecs + 1 + _extra_regs(target)
-    if need > target.num_vector_registers:
-        return f"register tile needs {need} vector registers, the target has {target.num_vector_registers}"
-    if co_vecs > 1 and co_vecs * _lanes(target) > max(layer.cout, _lanes(target)):
+    if co_vecs > 1 and co_vecs * lanes > max(layer.cout, lanes):
         return "co tile wider than cout"
-    return True
+    return fits_registers(target, tile_registers(target, ow_tile, co_vecs * lanes, "uint64",
+                                                 scratch=target.popcount_scratch_registers(64)))
 
 
 def defaults(layer, target):
     """The register tile with the most accumulators doing useful work (a partial last ow tile wastes some),
-    then the one without a remainder, then wider in co. Zen 3 (1 thread, best of runs): 28x28x128 with
-    (co_vecs=2, ow_tile=4) 311 G bit-MAC/s vs (1, 7) 301 and (3, 2) 291; 7x7x512 with (1, 7) 291 vs (2, 4)
-    283 and (1, 4) 232."""
+    then the one without a remainder, then wider in co; its accumulators must stay on the stack (below 1 KB:
+    tile_on_stack). Zen 3 (1 thread, best of runs): 28x28x128 with (co_vecs=2, ow_tile=4) 311 G bit-MAC/s vs
+    (1, 7) 301 and (3, 2) 291; 7x7x512 with (1, 7) 291 vs (2, 4) 283 and (1, 4) 232. Xeon "rocketlake"
+    (Sapphire Rapids class, AVX-512, 1 thread pinned, 5 interleaved rounds, 2026-12-01; % of the bit ceiling):
+    56x56x64 (2, 8) = 1024 B on the heap 83%, (2, 7) 90%, (3, 4) 90%, (1, 8) 93%; 28x28x128 (2, 7) 89%,
+    (2, 6) 94%; 14x14x256 (2, 7) 90%; 7x7x512 (2, 7) 86%, the other tiles 83-85%."""
     space = KNOBS["ow_tile"](layer, target)
-    lanes = _lanes(target)
+    lanes = target.lanes("uint64")
 
     def score(tile):
         co_vecs, ow = tile
@@ -75,7 +73,7 @@ def defaults(layer, target):
         return (ow * co_vecs * used, used, co_vecs)
 
     tiles = [(c, t) for c in (1, 2) for t in space
-             if (c == 1 or c * lanes <= max(layer.cout, lanes))
+             if (c == 1 or c * lanes <= max(layer.cout, lanes)) and tile_on_stack(t * c * lanes, 8)
              and constraint(layer, target, c, t, "row", "rows") is True] or [(1, 1)]
     co_vecs, ow = max(tiles, key=score)
     # fewer output rows than cores: share (row, co block) pairs instead (it costs ~10% on one core: the
@@ -86,9 +84,9 @@ def defaults(layer, target):
 
 
 def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
-    lanes = _lanes(s.target)
+    lanes = s.target.lanes("uint64")
     count = s["count"]
-    co_o, co_i = count.split("co", lanes * co_vecs)
+    co_o, co_i = count.split("co", lanes * co_vecs, tail="cut")
     co_v, co_l = count.split(co_i, lanes, names=("co_v", "co_l"))
     ow_o, ow_i = count.split("ow", ow_tile)
     count.reorder("n", "oh", co_o, ow_o, "kh", "kw", "cw", ow_i, co_v, co_l)
@@ -104,7 +102,9 @@ def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
     elif pad_at == "inline":
         s["pad"].compute_inline()
     if "out" in s:
-        s["out"].reverse_compute_at(count, ow_o)
+        out = s["out"]
+        out.reverse_compute_at(count, ow_o)
+        vectorize_innermost(out, s.target.lanes("int32"))
     else:
         s["pack"].reverse_compute_at(count, row)
     count.decompose_reduction("kh")

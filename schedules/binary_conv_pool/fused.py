@@ -10,12 +10,9 @@ Measured (Zen 3, AVX2, 1 thread): 32x32x64->64 3x3 valid, 2x2 segments: 0.128 ms
 root. Computing "count" per band of segment rows instead (compute_at under segcount, pad inlined) was
 correct but slower: 0.181 ms.
 """
+from convsched.schedule import fits_registers, split_lanes, tile_registers
+
 LAYER = "binary_conv_pool"
-
-
-def _lanes(target):
-    return max(1, target.vector_bits // 64)
-
 
 KNOBS = {
     "co_vecs": [1, 2],
@@ -24,21 +21,20 @@ KNOBS = {
 
 
 def constraint(layer, target, co_vecs, ow_tile):
-    extra = 1 if target.fast_popcount else 5
-    need = ow_tile * co_vecs + co_vecs + 1 + extra
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, tile_registers(target, ow_tile, co_vecs * target.lanes("uint64"), "uint64",
+                                                 scratch=target.popcount_scratch_registers(64)))
 
 
 def defaults(layer, target):
-    co_vecs = max(1, min(2, -(-layer.cout // _lanes(target))))
+    co_vecs = max(1, min(2, -(-layer.cout // target.lanes("uint64"))))
     ows = [t for t in KNOBS["ow_tile"](layer, target) if constraint(layer, target, co_vecs, t) is True]
     return {"co_vecs": co_vecs, "ow_tile": max(ows or [1])}
 
 
 def schedule(s, layer, co_vecs, ow_tile):
-    lanes = _lanes(s.target)
+    lanes = s.target.lanes("uint64")
     count = s["count"]
-    co_o, co_i = count.split("co", lanes * co_vecs)
+    co_o, co_i = count.split("co", lanes * co_vecs, tail="cut")
     co_v, co_l = count.split(co_i, lanes, names=("co_v", "co_l"))
     ow_o, ow_i = count.split("ow", ow_tile)
     count.reorder("n", "oh", co_o, ow_o, "kh", "kw", "cw", ow_i, co_v, co_l)
@@ -50,7 +46,7 @@ def schedule(s, layer, co_vecs, ow_tile):
     s["pad"].compute_at(count, row) if layer.pad != 0 else s["pad"].compute_inline()
     count.decompose_reduction("kh")
     seg = s["segcount"]
-    c_o, c_i = seg.split("co", s.target.lanes("int32"))
-    seg.reorder("n", "sx", "sy", c_o, "i", "j", c_i)
-    seg.vectorize(c_i)
+    c_in = split_lanes(seg, "co", s.target.lanes("int32"), names=("c_o", "c_i"))
+    seg.reorder("n", "sx", "sy", *c_in[:-1], "i", "j", c_in[-1])
+    seg.vectorize(c_in[-1])
     seg.decompose_reduction("i")

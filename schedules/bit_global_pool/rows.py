@@ -8,7 +8,7 @@ KNOBS = {"c_tile": lambda layer, target: [target.lanes("int32"), 2 * target.lane
 def schedule(s, layer, c_tile):
     if "count" in s:
         count = s["count"]
-        c_o, c_i = count.split("c", c_tile)
+        c_o, c_i = count.split("c", c_tile, tail="cut")
         count.reorder("n", "sx", "sy", c_o, "i", "j", c_i)
         count.vectorize(c_i)
         count.decompose_reduction("i")

@@ -5,7 +5,7 @@ Loop nest: parallel (n, co) > [padded plane of this channel, in L1] > oh > ow_o 
 The 9 weights of a channel are broadcast once per tap; each tap loads ow_tile/lanes input vectors (unaligned,
 or strided gathers with stride 2 -- the reason NHWC depthwise is preferred for stride 2).
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, place_epilogue, split_lanes, vectorize_lanes
 
 LAYER = "conv2d"
 
@@ -17,6 +17,8 @@ def applies(layer, target):
 def _ow_tiles(layer, target):
     lanes = target.lanes("float32")
     tiles = [t for t in (lanes, 2 * lanes, 4 * lanes) if layer.ow % t == 0]
+    if not tiles and layer.ow > lanes:     # whole vectors along the row, the last one cut short (tail="cut")
+        return [t for t in (lanes, 2 * lanes) if t < layer.ow]
     return tiles or divisors(layer.ow, 2 * lanes)[-2:]
 
 
@@ -35,28 +37,17 @@ def defaults(layer, target):
 def schedule(s, layer, ow_tile, pad_at):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
-    ow_o, ow_i = conv.split("ow", ow_tile)
-    inner = [ow_i]
-    if ow_tile % lanes == 0 and ow_tile > lanes:
-        inner = list(conv.split(ow_i, lanes, names=("ow_v", "ow_l")))
+    ow_o, ow_i = conv.split("ow", ow_tile, tail="cut")
+    inner = split_lanes(conv, ow_i, lanes, names=("ow_v", "ow_l"))
     conv.reorder("n", "co", "oh", ow_o, "ci", "kh", "kw", *inner)
     plane = conv.fuse("n", "co", name="plane")
     conv.parallel(plane)
     conv.unroll("kh")
     conv.unroll("kw")
-    if ow_tile % lanes == 0:
-        conv.vectorize(inner[-1])
-        if len(inner) == 2:
-            conv.unroll(inner[0])
-    else:
-        conv.unroll(inner[-1])
+    vectorize_lanes(conv, inner)
     if pad_at == "plane":
         s["pad"].compute_at(conv, plane)
     else:
         s["pad"].compute_inline()
-    epi = [e for e in ("bias", "residual", "act") if e in s]
-    for e in reversed(epi[1:]):
-        s[e].reverse_compute_inline()
-    if epi:
-        s[epi[0]].reverse_compute_at(conv, plane)
+    place_epilogue(s, conv, plane, lanes)
     conv.decompose_reduction(ow_o)

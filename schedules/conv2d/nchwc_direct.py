@@ -1,4 +1,4 @@
-"""Direct conv in the blocked layout NCHWc (channel blocks of cb = the vector width), pre-packed weights.
+"""Direct conv in the blocked layout NCHWc (channel blocks of cb = layer.cblock), pre-packed weights.
 
 x (n, cin/cb, h, w, cb), w (cout/cb, cin/cb, kh, kw, cb_in, cb_out), y (n, cout/cb, oh, ow, cb).
 Each reduction step broadcasts one input scalar x[.., ci] and multiplies it into cob_tile weight vectors
@@ -6,8 +6,13 @@ Each reduction step broadcasts one input scalar x[.., ci] and multiplies it into
 Loop nest: parallel (n, co_b_o, oh) > ow_o > ci_b, kh, kw, ci > ow_i (unrolled) > co_b_i (unrolled) > co (vector)
 The blocked layout makes every access unit-stride whatever the stride (the NCHW template's strided gathers
 vanish), and keeps the NCHW family's planar blocks for layout-sensitive neighbours (seed 004).
+The block cb is the data layout's (the shapes of x, w, y), fixed when the layer is declared, so it cannot be a
+knob: give Conv2d(cblock=target.lanes("float32")) for whole vectors (16 on AVX-512, 8 on AVX2). Any block
+runs on any target: cb < lanes is a partial vector (cb=8 on AVX-512: ymm FMAs, half the zmm peak), cb > lanes
+several vectors per block (the register budget counts vectors(cb, lanes) per block).
 """
-from convsched.schedule import divisors
+from convsched.schedule import (divisors, fits_registers, place_epilogue, tile_registers, vectorize_innermost,
+                                vectors)
 
 LAYER = "conv2d"
 
@@ -26,13 +31,13 @@ KNOBS = {
 
 
 def _need(layer, target, cob_tile, ow_tile):
-    vecs = cob_tile * -(-layer.cblock // target.lanes("float32"))
-    return ow_tile * vecs + vecs + 1
+    # each of the cob_tile blocks of cb channels takes vectors(cb, lanes) registers (a partial one if cb < lanes)
+    lanes = target.lanes("float32")
+    return tile_registers(target, ow_tile, cob_tile * vectors(layer.cblock, lanes) * lanes)
 
 
 def constraint(layer, target, cob_tile, ow_tile, pad_at):
-    need = _need(layer, target, cob_tile, ow_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, _need(layer, target, cob_tile, ow_tile))
 
 
 def defaults(layer, target):
@@ -57,8 +62,7 @@ def schedule(s, layer, cob_tile, ow_tile, pad_at):
     conv.reorder("n", cb_o, "oh", ow_o, "ci_b", "kh", "kw", "ci", ow_i, cb_i, "co")
     outer = conv.fuse("n", cb_o, "oh", name="outer")
     conv.parallel(outer)
-    if layer.cblock % lanes == 0:
-        conv.vectorize("co")
+    conv.vectorize("co")                  # the block: a vector, part of one (cb < lanes) or several (cb > lanes)
     conv.unroll(cb_i)
     conv.unroll(ow_i)
     pad = s["pad"]
@@ -67,13 +71,6 @@ def schedule(s, layer, cob_tile, ow_tile, pad_at):
     else:
         outer_p = pad.fuse("n", "cb", "h", name="pad_rows")
         pad.parallel(outer_p)
-        if layer.cblock % lanes == 0:
-            pad.vectorize("c")
-    epi = [e for e in ("bias", "residual", "act") if e in s]
-    for e in reversed(epi[1:]):
-        s[e].reverse_compute_inline()
-    if epi:
-        s[epi[0]].reverse_compute_at(conv, outer)
-        if layer.cblock % lanes == 0:
-            s[epi[0]].vectorize(s[epi[0]].axes[-1])
+        vectorize_innermost(pad, lanes)
+    place_epilogue(s, conv, outer, lanes)
     conv.decompose_reduction("ci_b")

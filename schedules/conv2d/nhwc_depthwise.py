@@ -35,7 +35,8 @@ benchmarks/mobilenet.py --threads 1 (dw + best pw, x PyTorch's faster layout): g
 (aligned inputs in both; 0.95x before the benchmark aligned its inputs). The pointwise is now 80-93% of every
 pair's time (e.g. 56x56: dw 178 us, pw 1158 us packed): the rest of the gap to 1.0x+ on a pair is there.
 """
-from convsched.schedule import divisors
+from convsched.schedule import (divisors, fits_registers, place_epilogue, split_lanes, tile_registers,
+                                vectorize_innermost, vectorize_lanes)
 
 LAYER = "conv2d"
 
@@ -47,6 +48,8 @@ def applies(layer, target):
 def _co_tiles(layer, target):
     lanes = target.lanes("float32")
     tiles = [t for t in (lanes, 2 * lanes, 4 * lanes) if layer.cout % t == 0]
+    if layer.cout % lanes:                 # whole vectors, the last channel block cut short (tail="cut")
+        tiles = [t for t in (lanes, 2 * lanes) if t < layer.cout]
     return tiles or [layer.cout]
 
 
@@ -59,36 +62,29 @@ KNOBS = {
 
 
 def constraint(layer, target, co_tile, ow_tile, pad_at, order):
-    vecs = -(-co_tile // target.lanes("float32"))
-    need = ow_tile * vecs + vecs + 1      # accumulators + weight vectors + one input (or FMA memory operands)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    # accumulators + weight vectors + one input (or FMA memory operands)
+    return fits_registers(target, tile_registers(target, ow_tile, co_tile))
 
 
 def defaults(layer, target):
     lanes = target.lanes("float32")
     cos = _co_tiles(layer, target)
     co = 2 * lanes if 2 * lanes in cos else cos[0]
-    vecs = -(-co // lanes)
-    ows = [o for o in divisors(layer.ow, 8) if o * vecs + vecs + 1 <= target.num_vector_registers] or [1]
+    ows = [o for o in divisors(layer.ow, 8) if constraint(layer, target, co, o, "", "") is True] or [1]
     return {"co_tile": co, "ow_tile": max(ows), "pad_at": "inline", "order": "ow"}
 
 
 def schedule(s, layer, co_tile, ow_tile, pad_at, order):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
-    co_o, co_i = conv.split("co", co_tile)
+    co_o, co_i = conv.split("co", co_tile, tail="cut")
     ow_o, ow_i = conv.split("ow", ow_tile)
-    inner = [co_i]
-    if co_tile % lanes == 0 and co_tile > lanes:
-        inner = list(conv.split(co_i, lanes, names=("co_v", "co_l")))
+    inner = split_lanes(conv, co_i, lanes, names=("co_v", "co_l"))
     outer = (co_o, ow_o) if order == "co" else (ow_o, co_o)
     conv.reorder("n", "oh", *outer, "kh", "kw", "ci", ow_i, *inner)
     row = conv.fuse("n", "oh")
     conv.parallel(row)
-    if co_tile % lanes == 0:
-        conv.vectorize(inner[-1])
-    if len(inner) == 2:
-        conv.unroll(inner[0])
+    vectorize_lanes(conv, inner)
     conv.unroll(ow_i)
     conv.unroll("kw")
     if pad_at == "row":
@@ -98,15 +94,6 @@ def schedule(s, layer, co_tile, ow_tile, pad_at, order):
     else:                                 # "root": the whole padded input once, rows in parallel
         pad = s["pad"]
         pad.parallel(pad.fuse(*pad.axes[:2]))
-        if layer.cin % lanes == 0:
-            pad.vectorize(pad.split(pad.axes[-1], lanes)[1])
-    epi = [e for e in ("bias", "residual", "act") if e in s]
-    for e in reversed(epi[1:]):
-        s[e].reverse_compute_inline()
-    if epi:
-        s[epi[0]].reverse_compute_at(conv, outer[0])
-        if co_tile % lanes == 0:
-            last = s[epi[0]].axes[-1]
-            _, vi = s[epi[0]].split(last, lanes, names=("epi_o", "epi_v"))
-            s[epi[0]].vectorize(vi)
+        vectorize_innermost(pad, lanes)
+    place_epilogue(s, conv, outer[0], lanes)
     conv.decompose_reduction(outer[1])

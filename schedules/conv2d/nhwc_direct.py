@@ -3,9 +3,10 @@
 Register tile (innermost, fully unrolled): oh_tile x ow_tile pixels x co_tile channels, i.e.
 oh_tile * ow_tile * co_tile/lanes vector accumulators. With weights in HWIO the co axis is contiguous: each
 reduction step (kh, kw, ci) loads co_tile/lanes weight vectors, broadcasts oh_tile*ow_tile input scalars and
-issues one FMA per accumulator. Zen 3 (2 FMA pipes, latency 4, 2 loads/cycle) needs >= 8 accumulators and
-no more loads than FMAs; accumulators + weight vectors + 1 broadcast must fit the 16 ymm registers (AVX2),
-else LLVM spills. defaults() scores every legal tile with that model (_tile_score).
+issues one FMA per accumulator. The target's model says how many accumulators keep the FMA pipes busy
+(pipes x latency: 8 on Zen 3, 2 x 4) and how many loads a cycle allows; accumulators + weight vectors + 1
+broadcast must fit the vector registers (16 ymm on AVX2, 32 zmm on AVX-512), else LLVM spills. defaults()
+scores every legal tile with that model (convsched.schedule.fma_efficiency).
 px_tile > 0 (orders "co"/"ci"): the tile is px_tile pixels of the fused (oh, ow) axis instead, which need
 not divide oh*ow (TVM predicates the last tile; LLVM runs the full tiles without the test). 7x7 outputs
 have no good rectangle (7 is prime: 7 x 8 channels = 7 accumulators, one broadcast per FMA; 7 x 16 needs
@@ -27,7 +28,7 @@ Loop orders (outer to inner; the reduction kh, kw, ci_i is always right above th
          (wpack) pack="x" copies the input slab only and reads the weights in place. Without packing, the
          input pixels and weight rows of one ci slab lie cin*4 bytes apart (2 KB at cin=512): they fall into
          a few L1 sets and evict each other (7x7x512: 37 -> 56 GFLOP/s with packing, 1 thread).
-ci_tile input channels per pass keep the weight slice (kh*kw*ci_tile*co_tile floats) within ~16 KB of L1;
+ci_tile input channels per pass keep the weight slice (kh*kw*ci_tile*co_tile floats) within ~1.25 x L1D;
 the accumulators are reloaded once per pass (LLVM keeps them in registers across kh, kw, ci_i).
 Pre-packed weights (Conv2d(wpack=P), layer.pack_weights once): the tile lies inside one panel or covers
 whole panels (co_tile 16 on P = 8 or 16), never a per-call weight copy.
@@ -47,12 +48,21 @@ job, so runs vary by up to +-25%), defaults (+wpackP = weights pre-packed once i
   all 9.4 MB of weights).
   co_tile 32 x ow_tile 4 (16 accumulators + 4 weights) spilled: 34 GFLOP/s on 56x56.
 """
-from convsched.schedule import divisors
+from convsched.schedule import (divisors, fits_registers, fma_efficiency, place_epilogue, split_lanes,
+                                tile_registers, vectorize_innermost, vectorize_lanes, vectors)
 
 LAYER = "conv2d"
 
-L1_WEIGHT_BYTES = 40 * 1024       # weight slice per ci pass (~L1D; 56x56: ci 64 beat ci 16 and 32)
-L2_BYTES = 512 * 1024             # Zen 3 L2 per core: "row" order when all weights fit half of it
+
+def _l1_weight_bytes(target):
+    # weight slice per ci pass: 1.25 x L1D (Zen 3, 32 KB L1D: 40 KB; 56x56: ci 64 beat ci 16 and 32)
+    return target.l1d_bytes * 5 // 4
+
+
+def _deep(layer, target):
+    # "row" order while all weights fit half of one core's L2 (Zen 3: 256 KB of 512 KB)
+    return layer.groups == 1 and layer.kh * layer.kw * layer.cin_per_group * layer.cout * 4 > target.l2_bytes // 2
+
 # pixel tiles along the fused (oh, ow) axis that defaults() considers: each pixel of a tile keeps its own input
 # pointer in a general-purpose register; 6 ran out of them (7x7x512, co 16: px 4/5/6 = 57/61/53 GFLOP/s)
 PX_DEFAULT = (4, 5)
@@ -65,8 +75,12 @@ def applies(layer, target):
 def _co_tiles(layer, target):
     lanes = target.lanes("float32")
     opg = layer.cout_per_group
-    return [t for t in divisors(layer.cout, 4 * lanes) if t % lanes == 0 or t == opg or t >= layer.cout
-            or t in (1, 2, 4)][-6:]
+    tiles = [t for t in divisors(layer.cout, 4 * lanes) if t % lanes == 0 or t == opg or t >= layer.cout
+             or t in (1, 2, 4)][-6:]
+    if layer.cout % lanes and layer.groups == 1:
+        # channels that no vector divides: whole vectors, the last tile cut short (tail="cut")
+        tiles = sorted(set(tiles) | {k * lanes for k in (1, 2) if k * lanes < layer.cout})
+    return tiles
 
 
 def _ci_tiles(layer, target):
@@ -87,13 +101,8 @@ KNOBS = {
 }
 
 
-def _vecs(co_tile, lanes):
-    return max(1, co_tile // lanes)
-
-
 def _regs(target, co_tile, ow_tile, oh_tile):
-    vecs = _vecs(co_tile, target.lanes("float32"))
-    return oh_tile * ow_tile * vecs + vecs + 1
+    return tile_registers(target, oh_tile * ow_tile, co_tile)
 
 
 def constraint(layer, target, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order, pack, pad_at, unroll_kw):
@@ -109,17 +118,15 @@ def constraint(layer, target, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order
         return "pad_at='row' needs order='row'"
     if pack != "none" and order == "row":
         return "pack needs order 'co' or 'ci' (in 'row' order it would repack every row)"
-    need = _regs(target, co_tile, ow_tile, oh_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, _regs(target, co_tile, ow_tile, oh_tile))
 
 
 def _tile_score(target, co_tile, ow_tile, oh_tile):
-    """Fraction of FMA peak the register tile allows: 2 FMAs/cycle, 2 loads/cycle, FMA latency 4."""
+    """Fraction of the target's FMA peak the register tile allows (pipes, loads, latency: fma_efficiency)."""
     lanes = target.lanes("float32")
-    vecs, pix = _vecs(co_tile, lanes), ow_tile * oh_tile
-    acc, loads = pix * vecs, vecs + pix
-    used = min(1.0, co_tile / lanes)              # a tile narrower than a vector wastes lanes
-    return used * (acc / 2) / max(acc / 2, loads / 2, 4)
+    vecs, pix = vectors(co_tile, lanes), ow_tile * oh_tile
+    used = co_tile / (vecs * lanes)               # lanes a partial vector leaves idle
+    return fma_efficiency(target, pix * vecs, vecs + pix, used)
 
 
 def defaults(layer, target):
@@ -129,8 +136,7 @@ def defaults(layer, target):
     # pre-packed weights (wpack=P): a register tile covers whole panels or lies inside one, so each weight
     # vector is one contiguous load from a panel
     cos = [c for c in space["co_tile"] if not P or P % c == 0 or c % P == 0] or space["co_tile"]
-    weight_bytes = layer.kh * layer.kw * layer.cin_per_group * layer.cout * 4
-    deep = layer.groups == 1 and weight_bytes > L2_BYTES // 2
+    deep = _deep(layer, target)
     pixels = layer.oh * layer.ow
     regs = target.num_vector_registers
     # (co, ow, oh, px): rectangular oh x ow tiles, or (deep layers, not the "row" order) px pixels of the
@@ -146,8 +152,8 @@ def defaults(layer, target):
         return round(_tile_score(target, co, px or ow, 1 if px else oh) * fill, 3)
     # best modelled tile; ties: rectangular (no per-pixel pointers), more accumulators, then two weight vectors
     # (4x16 and 2x2x16 measured best)
-    co, ow, oh, px = max(tiles, key=lambda t: (score(t), -t[3], (t[3] or t[1] * t[2]) * _vecs(t[0], lanes),
-                                               -abs(_vecs(t[0], lanes) - 2), -t[2]))
+    co, ow, oh, px = max(tiles, key=lambda t: (score(t), -t[3], (t[3] or t[1] * t[2]) * vectors(t[0], lanes),
+                                               -abs(vectors(t[0], lanes) - 2), -t[2]))
     rows = layer.n * (layer.oh // oh)
     if not deep:
         # no padding (1x1 convs): read the input in place rather than copy rows (the stride-2 1x1 convs
@@ -171,7 +177,7 @@ def defaults(layer, target):
         return 4 * ci * (layer.kh * layer.kw * co + band * (layer.w + 2 * layer.pads[1]))
     # "ci" order, measured in interleaved runs (1 thread): 7x7x512 ci 16/32/64/512: 46/57/32/23 GFLOP/s;
     # 28x28 and 14x14: ci 32 = ci 64. So at most 32 there.
-    fit = [c for c in space["ci_tile"] if l1_bytes(c) <= L1_WEIGHT_BYTES and (order != "ci" or c <= 32)]
+    fit = [c for c in space["ci_tile"] if l1_bytes(c) <= _l1_weight_bytes(target) and (order != "ci" or c <= 32)]
     ci = max(fit) if fit else min(space["ci_tile"])
     if order == "co" and deep:
         ci = layer.cin_per_group                 # the whole reduction per pixel tile: no accumulator reloads
@@ -182,7 +188,7 @@ def defaults(layer, target):
 def schedule(s, layer, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order, pack, pad_at, unroll_kw):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
-    co_o, co_i = conv.split("co", co_tile)
+    co_o, co_i = conv.split("co", co_tile, tail="cut")
     if px_tile:              # (oh, ow) fused into one pixel axis, tiled by px_tile (the last tile predicated)
         px_o, px_i = conv.split(conv.fuse("oh", "ow", name="px"), px_tile, names=("px_o", "px_i"))
         pix_o, pix_i = [px_o], [px_i]
@@ -191,10 +197,7 @@ def schedule(s, layer, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order, pack,
         ow_o, ow_i = conv.split("ow", ow_tile)
         pix_o, pix_i = [oh_o, ow_o], [oh_i, ow_i]
     ci_o, ci_i = conv.split("ci", ci_tile)
-    inner = [co_i]
-    if co_tile % lanes == 0 and co_tile > lanes:
-        co_v, co_l = conv.split(co_i, lanes, names=("co_v", "co_l"))
-        inner = [co_v, co_l]
+    inner = split_lanes(conv, co_i, lanes, names=("co_v", "co_l"))
     tile = [*pix_i, *inner]
     if order == "row":
         conv.reorder("n", oh_o, co_o, ci_o, ow_o, "kh", "kw", ci_i, *tile)
@@ -206,9 +209,7 @@ def schedule(s, layer, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order, pack,
         conv.reorder("n", ci_o, co_o, *pix_o, "kh", "kw", ci_i, *tile)
         outer = co_o
     conv.parallel(outer)
-    conv.vectorize(tile[-1])
-    for axis in tile[:-1]:
-        conv.unroll(axis)
+    vectorize_lanes(conv, tile)
     if unroll_kw:
         conv.unroll("kw")
     if pack in ("xw", "x"):
@@ -224,14 +225,12 @@ def schedule(s, layer, co_tile, ow_tile, oh_tile, px_tile, ci_tile, order, pack,
         pad.parallel(pad.fuse("n", "h"))
     # fused epilogue (bias, residual, ReLU): folded into its first stage, which runs per finished conv block
     # ("row", "co"), or in one parallel pass after the conv ("ci": the reduction ends at the outermost loop)
-    epilogue = [name for name in ("bias", "residual", "act") if name in s]
-    for name in reversed(epilogue[1:]):
-        s[name].reverse_compute_inline()
-    if epilogue:
-        first = s[epilogue[0]]
-        if order == "ci":
+    if order == "ci":
+        first = place_epilogue(s, None, None)
+        if first is not None:
             axes = first.axes
             first.parallel(first.fuse(axes[0], axes[1]))
-        else:
-            first.reverse_compute_at(conv, co_o if order == "row" else outer)
+            vectorize_innermost(first, lanes)
+    else:
+        place_epilogue(s, conv, co_o if order == "row" else outer, lanes)
     conv.decompose_reduction(ci_o)

@@ -21,7 +21,8 @@ Measured (Zen 3 EPYC, AVX2, shared noisy 2-core host; benchmarks/resnet18_conv.p
   1 thread, Zen 3, core pinned, with wpack8/16 (benchmarks/resnet18_conv.py, quietest run): 28x28x128 90,
   28->14 3x3 s2 91, 14x14x256 90, 28->14 1x1 s2 62 GFLOP/s.
 """
-from convsched.schedule import divisors
+from convsched.schedule import (divisors, fits_registers, fma_efficiency, inline_epilogue, place_epilogue,
+                                split_lanes, tile_registers, vectorize_innermost, vectorize_lanes, vectors)
 
 LAYER = "conv2d"
 
@@ -37,6 +38,9 @@ def _co_tiles(layer, target):
     # with pre-packed panels (wpack=P) a tile lies inside one panel or covers whole panels (P=8: 8 or 16)
     P = layer.wpack
     tiles = [t for t in (lanes, 2 * lanes, 3 * lanes) if layer.cout % t == 0 and (not P or P % t == 0 or t % P == 0)]
+    if not P and layer.cout % lanes:
+        # no vector divides cout: whole vectors, the last channel block cut short (tail="cut")
+        tiles = [t for t in (lanes, 2 * lanes) if t < layer.cout]
     return tiles or [t for t in divisors(layer.cout) if t <= lanes][-1:]
 
 
@@ -51,26 +55,24 @@ KNOBS = {
 }
 
 
-def _need(target, co_tile, pixels):
-    vecs = -(-co_tile // target.lanes("float32"))
-    return pixels * vecs + vecs + 1
-
-
 def constraint(layer, target, co_tile, oh_tile, ow_tile, pad_at, acc, pack_w):
-    need = _need(target, co_tile, oh_tile * ow_tile)
-    return need <= target.num_vector_registers + 1 or f"register tile needs {need} vector registers"
+    # slack 1: one weight vector may come from memory as the FMA's operand
+    return fits_registers(target, tile_registers(target, oh_tile * ow_tile, co_tile), slack=1)
 
 
 def defaults(layer, target):
     best = None
+    lanes = target.lanes("float32")
     for co in _co_tiles(layer, target):
         for oh in divisors(layer.oh, 4):
             for ow in divisors(layer.ow, 8):
                 m = oh * ow
-                if _need(target, co, m) <= target.num_vector_registers:
-                    vecs = -(-co // target.lanes("float32"))
-                    # most FMAs per load (m*vecs FMAs for m broadcasts + vecs weight loads), then wide rows
-                    score = (m * vecs / (m + vecs), ow)
+                if fits_registers(target, tile_registers(target, m, co)) is True:
+                    vecs = vectors(co, lanes)
+                    # the share of the FMA peak the tile allows (the target's pipes, loads, latency), then most
+                    # FMAs per load (m*vecs FMAs for m broadcasts + vecs weight loads), then wide rows
+                    score = (round(fma_efficiency(target, m * vecs, m + vecs, co / (vecs * lanes)), 3),
+                             m * vecs / (m + vecs), ow)
                     if best is None or score > best[0]:
                         best = (score, co, oh, ow)
     _, co, oh, ow = best
@@ -81,18 +83,13 @@ def defaults(layer, target):
 def schedule(s, layer, co_tile, oh_tile, ow_tile, pad_at, acc, pack_w):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
-    co_o, co_i = conv.split("co", co_tile)
+    co_o, co_i = conv.split("co", co_tile, tail="cut")
     oh_o, oh_i = conv.split("oh", oh_tile)
     ow_o, ow_i = conv.split("ow", ow_tile)
-    inner = [co_i]
-    if co_tile % lanes == 0 and co_tile > lanes:
-        inner = list(conv.split(co_i, lanes, names=("co_v", "co_l")))
+    inner = split_lanes(conv, co_i, lanes, names=("co_v", "co_l"))
     conv.reorder(co_o, "n", oh_o, ow_o, "kh", "kw", "ci", oh_i, ow_i, *inner)
     conv.parallel(co_o)
-    if co_tile % lanes == 0:
-        conv.vectorize(inner[-1])
-    if len(inner) == 2:
-        conv.unroll(inner[0])
+    vectorize_lanes(conv, inner)
     conv.unroll(oh_i)
     conv.unroll(ow_i)
     if pack_w:
@@ -101,32 +98,19 @@ def schedule(s, layer, co_tile, oh_tile, ow_tile, pad_at, acc, pack_w):
         # block copies it to a contiguous kh*kw*cin x co_tile buffer, which all pixel tiles then stream.
         wp = conv.cache_read("w", "global", name="w_panel")
         wp.compute_at(conv, co_o)
-        if co_tile % lanes == 0:
-            _, v = wp.split(wp.axes[-1], lanes, names=("wp_o", "wp_v"))
-            wp.vectorize(v)
+        vectorize_innermost(wp, lanes)
     pad = s["pad"]
     if pad_at == "inline":
         pad.compute_inline()
     else:
         rows = pad.fuse("n", "h", name="pad_rows")
         pad.parallel(rows)
-        if layer.cin % lanes == 0:
-            _, v = pad.split("c", lanes, names=("c_o", "c_v"))
-            pad.vectorize(v)
-    epi = [e for e in ("bias", "residual", "act") if e in s]
+        vectorize_innermost(pad, lanes)
     if acc == "local":
         out = conv.cache_write("local", name="conv_store")   # conv now accumulates in a tile-sized buffer
-        for e in reversed(epi):
-            s[e].reverse_compute_inline()      # the epilogue rides on the store of each output element
+        inline_epilogue(s)                     # the epilogue rides on the store of each output element
         out.reverse_compute_at(conv, ow_o)
-        if co_tile % lanes == 0:
-            _, v = out.split(out.axes[-1], lanes, names=("store_o", "store_v"))
-            out.vectorize(v)
-    elif epi:
-        for e in reversed(epi[1:]):
-            s[e].reverse_compute_inline()
-        s[epi[0]].reverse_compute_at(conv, co_o)
-        if co_tile % lanes == 0:
-            _, v = s[epi[0]].split(s[epi[0]].axes[-1], lanes, names=("epi_o", "epi_v"))
-            s[epi[0]].vectorize(v)
+        vectorize_innermost(out, lanes)
+    else:
+        place_epilogue(s, conv, co_o, lanes)
     conv.decompose_reduction("kh")

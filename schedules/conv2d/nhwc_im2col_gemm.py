@@ -11,7 +11,8 @@ Measured (Zen 3 EPYC, AVX2, shared noisy 2-core host; benchmarks/resnet18_conv.p
   56x56x64 3x3: 77 / 103; 56->28 64->128 3x3 s2: 67 / 77 (torch 75 / 96); deep layers 5..30: the
   rows-outer order rereads strided weights per row (nhwc_gemm packs weight panels and wins there).
 """
-from convsched.schedule import divisors
+from convsched.schedule import (divisors, fits_registers, place_epilogue, split_lanes, tile_registers,
+                                vectorize_lanes)
 
 LAYER = "conv2d"
 ALGORITHM = "im2col"
@@ -24,6 +25,8 @@ def applies(layer, target):
 def _co_tiles(layer, target):
     lanes = target.lanes("float32")
     tiles = [t for t in (lanes, 2 * lanes, 3 * lanes, 4 * lanes) if layer.cout % t == 0]
+    if layer.cout % lanes:                 # whole vectors, the last channel block cut short (tail="cut")
+        tiles = [t for t in (lanes, 2 * lanes) if t < layer.cout]
     return tiles or [t for t in divisors(layer.cout) if t <= lanes][-1:]
 
 
@@ -34,49 +37,34 @@ KNOBS = {
 }
 
 
-def _need(target, co_tile, ow_tile):
-    vecs = -(-co_tile // target.lanes("float32"))
-    return ow_tile * vecs + vecs + 1
-
-
 def constraint(layer, target, co_tile, ow_tile, pack_at):
-    need = _need(target, co_tile, ow_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, tile_registers(target, ow_tile, co_tile))
 
 
 def defaults(layer, target):
     lanes = target.lanes("float32")
     cos = _co_tiles(layer, target)
     co = 2 * lanes if 2 * lanes in cos else cos[0]
-    ows = [o for o in divisors(layer.ow, 8) if _need(target, co, o) <= target.num_vector_registers] or [1]
+    ows = [o for o in divisors(layer.ow, 8) if fits_registers(target, tile_registers(target, o, co)) is True] or [1]
     return {"co_tile": co, "ow_tile": max(ows), "pack_at": "row"}
 
 
 def schedule(s, layer, co_tile, ow_tile, pack_at):
     lanes = s.target.lanes("float32")
     conv = s["conv"]
-    co_o, co_i = conv.split("co", co_tile)
+    co_o, co_i = conv.split("co", co_tile, tail="cut")
     ow_o, ow_i = conv.split("ow", ow_tile)
-    inner = [co_i]
-    if co_tile % lanes == 0 and co_tile > lanes:
-        inner = list(conv.split(co_i, lanes, names=("co_v", "co_l")))
+    inner = split_lanes(conv, co_i, lanes, names=("co_v", "co_l"))
     if pack_at == "row":
         conv.reorder("n", "oh", co_o, ow_o, "kh", "kw", "ci", ow_i, *inner)
     else:
         conv.reorder("n", "oh", ow_o, co_o, "kh", "kw", "ci", ow_i, *inner)
     row = conv.fuse("n", "oh")
     conv.parallel(row)
-    if co_tile % lanes == 0:
-        conv.vectorize(inner[-1])
-    if len(inner) == 2:
-        conv.unroll(inner[0])
+    vectorize_lanes(conv, inner)
     conv.unroll(ow_i)
     s["pad"].compute_inline()
     col = s["im2col"]
     col.compute_at(conv, row if pack_at == "row" else ow_o)
-    epi = [e for e in ("bias", "residual", "act") if e in s]
-    for e in reversed(epi[1:]):
-        s[e].reverse_compute_inline()
-    if epi:
-        s[epi[0]].reverse_compute_at(conv, row if pack_at == "tile" else co_o)
+    place_epilogue(s, conv, row if pack_at == "tile" else co_o, lanes)
     conv.decompose_reduction(ow_o if pack_at == "row" else co_o)

@@ -16,7 +16,8 @@ Measured (Zen 3 EPYC, AVX2, shared noisy 2-core host; benchmarks/resnet18_conv.p
   1 thread, Zen 3, core pinned, aligned inputs (benchmarks/resnet18_conv.py): 56x56x64 178, 28x28x128 158,
   14x14x256 117 GFLOP/s direct-conv equivalent (1.8x, 1.6x, 1.3x the faster PyTorch layout).
 """
-from convsched.schedule import divisors
+from convsched.schedule import (divisors, fits_registers, fma_efficiency, inline_epilogue, split_lanes,
+                                tile_registers, vectorize_lanes, vectors)
 
 LAYER = "conv2d"
 ALGORITHM = "winograd2x2"
@@ -33,6 +34,8 @@ def _tiles_w(layer):
 def _co_tiles(layer, target):
     lanes = target.lanes("float32")
     tiles = [t for t in (lanes, 2 * lanes, 3 * lanes) if layer.cout % t == 0]
+    if layer.cout % lanes:                 # whole vectors, the last channel block cut short (tail="cut")
+        tiles = [t for t in (lanes, 2 * lanes) if t < layer.cout]
     return tiles or [t for t in divisors(layer.cout) if t <= lanes][-1:]
 
 
@@ -45,14 +48,12 @@ KNOBS = {
 }
 
 
-def _need(target, co_tile, tw_tile):
-    vecs = -(-co_tile // target.lanes("float32"))
-    return tw_tile * vecs + vecs + 1
+def _fits(target, co_tile, tw_tile):
+    return fits_registers(target, tile_registers(target, tw_tile, co_tile))
 
 
 def constraint(layer, target, co_tile, tw_tile, unroll_eu):
-    need = _need(target, co_tile, tw_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return _fits(target, co_tile, tw_tile)
 
 
 def defaults(layer, target):
@@ -61,24 +62,17 @@ def defaults(layer, target):
     space = KNOBS["tw_tile"](layer, target)
 
     def score(co, tw):
-        # as nhwc_direct's tile model: >= 8 accumulators (2 FMA pipes x latency 4), loads <= FMAs, and the
-        # share of a partial last tile that is wasted. 28x28 (14 tiles a row): divisors only allowed 2 x 16
-        # (4 accumulators: 2.9 ms) or 7 x 8 (2.7 ms); 5 x 16 with a predicated last tile: 1.9 ms
-        vecs = -(-co // lanes)
-        acc, loads = tw * vecs, tw + vecs
+        # as nhwc_direct's tile model (the target's FMA pipes x latency in accumulators, loads <= FMAs), and
+        # the share of a partial last tile that is wasted. 28x28 (14 tiles a row, Zen 3): divisors only
+        # allowed 2 x 16 (4 accumulators: 2.9 ms) or 7 x 8 (2.7 ms); 5 x 16 with a predicated last tile: 1.9 ms
+        vecs = vectors(co, lanes)
         fill = tiles_w / (-(-tiles_w // tw) * tw)
-        return round(min(1.0, co / lanes) * (acc / 2) / max(acc / 2, loads / 2, 4) * fill, 3)
+        return round(fma_efficiency(target, tw * vecs, tw + vecs, co / (vecs * lanes)) * fill, 3)
     pairs = [(co, tw) for co in _co_tiles(layer, target) for tw in space
-             if _need(target, co, tw) <= target.num_vector_registers] or [(_co_tiles(layer, target)[0], 1)]
+             if _fits(target, co, tw) is True] or [(_co_tiles(layer, target)[0], 1)]
     # ties: whole rows (no predicated tile), then 16 channels (2 weight vectors)
     co, tw = max(pairs, key=lambda p: (score(*p), tiles_w % p[1] == 0, -abs(p[0] - 2 * lanes)))
     return {"co_tile": co, "tw_tile": tw, "unroll_eu": True}
-
-
-def _vectorize_last(stage, lanes, extent):
-    if extent % lanes == 0:
-        _, v = stage.split(stage.axes[-1], lanes, names=(stage.name + "_vo", stage.name + "_v"))
-        stage.vectorize(v)
 
 
 def schedule(s, layer, co_tile, tw_tile, unroll_eu):
@@ -89,22 +83,17 @@ def schedule(s, layer, co_tile, tw_tile, unroll_eu):
     u.parallel("ci")
     u.unroll("e")
     u.unroll("u")
-    if layer.cout % lanes == 0:
-        u_co, u_cv = u.split("co", lanes, names=("u_co", "u_cv"))
-        u.reorder("ci", u_co, "e", "u", u_cv)
-        u.vectorize(u_cv)
+    u_c = split_lanes(u, "co", lanes, names=("u_co", "u_cv"))
+    u.reorder("ci", *u_c[:-1], "e", "u", u_c[-1])
+    u.vectorize(u_c[-1])
     # the output transform (+ epilogue, inlined into it) is the root: one row of 2x2 tiles per iteration
-    for e in reversed([e for e in ("bias", "residual", "act") if e in s]):
-        s[e].reverse_compute_inline()
+    inline_epilogue(s)
     y = s["conv"]
     oh_o, oh_i = y.split("oh", 2)
     ow_o, ow_i = y.split("ow", 2)
-    if layer.cout % lanes == 0:
-        yc_o, yc_i = y.split("co", lanes, names=("y_co_o", "y_co_i"))
-        y.reorder("n", oh_o, ow_o, yc_o, oh_i, ow_i, yc_i)
-        y.vectorize(yc_i)
-    else:
-        y.reorder("n", oh_o, ow_o, "co", oh_i, ow_i)
+    y_c = split_lanes(y, "co", lanes, names=("y_co_o", "y_co_i"))
+    y.reorder("n", oh_o, ow_o, *y_c[:-1], oh_i, ow_i, y_c[-1])
+    y.vectorize(y_c[-1])
     row = y.fuse("n", oh_o, name="tile_row")
     y.parallel(row)
     y.unroll(oh_i)
@@ -113,16 +102,11 @@ def schedule(s, layer, co_tile, tw_tile, unroll_eu):
     m = s["wino_m"]
     m.compute_at(y, row)
     e_ax, u_ax, n_ax, i_ax, j_ax, co_ax, ci_ax = m.axes[-7:]
-    co_o, co_i = m.split(co_ax, co_tile, names=("co_o", "co_i"))
+    co_o, co_i = m.split(co_ax, co_tile, names=("co_o", "co_i"), tail="cut")
     j_o, j_i = m.split(j_ax, tw_tile, names=("j_o", "j_i"))
-    inner = [co_i]
-    if co_tile % lanes == 0 and co_tile > lanes:
-        inner = list(m.split(co_i, lanes, names=("co_v", "co_l")))
+    inner = split_lanes(m, co_i, lanes, names=("co_v", "co_l"))
     m.reorder(e_ax, u_ax, j_o, co_o, ci_ax, j_i, *inner)
-    if co_tile % lanes == 0:
-        m.vectorize(inner[-1])
-    if len(inner) == 2:
-        m.unroll(inner[0])
+    vectorize_lanes(m, inner)
     m.unroll(j_i)
     # input transform of that row of tiles: channels vectorized, the 16 (e, u) selects folded by unrolling
     v = s["wino_v"]
@@ -133,8 +117,7 @@ def schedule(s, layer, co_tile, tw_tile, unroll_eu):
     if unroll_eu:
         v.unroll(vax[0])
         v.unroll(vax[1])
-    if layer.cin % lanes == 0:
-        _, vc = v.split(vax[5], lanes, names=("v_ci_o", "v_ci"))
-        v.reorder(vax[0], vax[1], vc)
-        v.vectorize(vc)
+    v_c = split_lanes(v, vax[5], lanes, names=("v_ci_o", "v_ci"))
+    v.reorder(vax[0], vax[1], v_c[-1])
+    v.vectorize(v_c[-1])
     m.decompose_reduction(ci_ax)

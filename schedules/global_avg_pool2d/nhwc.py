@@ -3,10 +3,16 @@ from convsched.schedule import divisors
 
 LAYER = "global_avg_pool2d"
 
-KNOBS = {
-    "c_tile": lambda layer, target: [d for d in divisors(layer.c) if d % target.lanes("float32") == 0]
-    or [layer.c],
-}
+
+def _c_tiles(layer, target):
+    lanes = target.lanes("float32")
+    tiles = [d for d in divisors(layer.c) if d % lanes == 0]
+    if not tiles and layer.c > lanes:      # whole vectors, the last one cut short (tail="cut")
+        tiles = [k * lanes for k in (1, 2, 4) if k * lanes < layer.c]
+    return tiles or [layer.c]
+
+
+KNOBS = {"c_tile": _c_tiles}
 
 
 def defaults(layer, target):
@@ -19,7 +25,7 @@ def defaults(layer, target):
 
 def schedule(s, layer, c_tile):
     pool = s["pool"]
-    c_o, c_i = pool.split("c", c_tile)
+    c_o, c_i = pool.split("c", c_tile, tail="cut")
     pool.reorder("n", c_o, "i", "j", "rh", "rw", c_i)
     outer = pool.fuse("n", c_o)
     pool.parallel(outer)

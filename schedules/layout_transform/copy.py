@@ -1,8 +1,11 @@
 """Layout transform: rows in parallel, the destination's innermost axis vectorized when it is a vector wide.
 
 A copy is memory-bound; the one choice that matters is which side is read/written contiguously. NCHWc
-blocks of 8 floats are exactly one AVX2 vector, so NHWC <-> NCHWc moves whole vectors both ways.
+blocks of cblock = target.lanes("float32") floats are exactly one vector, so NHWC <-> NCHWc moves whole vectors
+both ways; other blocks and extents take whole vectors and a partial last one (tail="cut").
 """
+from convsched.schedule import vectorize_innermost
+
 LAYER = "layout_transform"
 
 KNOBS = {"vectorize": [True, False]}
@@ -13,11 +16,5 @@ def schedule(s, layer, vectorize):
     axes = out.axes
     outer = out.fuse(*axes[:3], name="rows")
     out.parallel(outer)
-    lanes = s.target.lanes("float32")
-    extent = {"NCHWc": layer.cblock, "NCHW": layer.w, "NHWC": layer.c}[layer.dst]
-    if vectorize and extent % lanes == 0:
-        if extent > lanes:
-            _, v = out.split(axes[-1], lanes, names=("v_o", "v"))
-            out.vectorize(v)
-        else:
-            out.vectorize(axes[-1])
+    if vectorize:
+        vectorize_innermost(out, s.target.lanes("float32"))

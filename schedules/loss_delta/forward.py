@@ -15,7 +15,7 @@ ALGORITHM = "forward"
 
 KNOBS = {
     "o_vec": lambda layer, target: [v for v in (1, 2, 4, 8, 16, 32) if layer.cout % v == 0],
-    "j_tile": lambda layer, target: divisors(layer.pw, 8),
+    "j_tile": lambda layer, target: divisors(layer.pw, max(8, accumulators(layer, target))),
     # o blocks outermost: each block of weights (o_vec x 9C bits) is reused over the whole image from L1,
     # instead of streaming all weights (1.2 MB at 1024 -> 1024, more than L2) once per image row
     "o_outer": [True, False],
@@ -27,8 +27,18 @@ KNOBS = {
 # images, forward alone): 8->32 (uint8) o_vec=32 j_tile=6: 7.7 us/example (269 G bit-MAC/s), j_tile=2 11.7;
 # 16->32 (uint16) o_vec=32 j_tile=2: 18.2 us (228 G), j_tile=3 27; 32->32 (uint32) o_vec=16 j_tile=2 42 us
 # (199 G), o_vec=32 j_tile=2 66; 1024->1024 (uint64) o_vec=16 j_tile=2: 29 ms (290 G), o_vec=8 j_tile=5 268 G.
-_ACCUMULATORS = {8: 6, 16: 4, 32: 4, 64: 8}   # (the layer no longer picks uint32 words: 32->32 as 2 uint16
-                                               # words, o_vec=32 j_tile=2: 35 us, 236 G)
+_AVX2_ACCUMULATORS = {8: 6, 16: 4, 32: 4, 64: 8}   # (the layer no longer picks uint32 words: 32->32 as 2
+                                                    # uint16 words, o_vec=32 j_tile=2: 35 us, 236 G)
+
+
+def accumulators(layer, target) -> int:
+    """The register tile's accumulator budget: the budgets measured on AVX2 (16 ymm, emulated popcount),
+    moved by the registers this target has beyond those 16 and the popcount scratch registers it saves (32
+    zmm with vpopcntq on uint64 words: 8 + 16 + 4 = 28)."""
+    wb = layer.word_bits
+    avx2_free = 16 - 5 - (wb in (16, 32))           # the emulated popcount's scratch on AVX2 (as the target model)
+    free = target.num_vector_registers - target.popcount_scratch_registers(wb)
+    return max(1, _AVX2_ACCUMULATORS[wb] + free - avx2_free)
 
 
 def defaults(layer, target):
@@ -36,8 +46,8 @@ def defaults(layer, target):
     widest = (4 if layer.word_bits == 64 else 2) * lanes
     o_vec = max(v for v in KNOBS["o_vec"](layer, target) if v <= widest)
     vecs = max(1, o_vec // lanes)
-    budget = _ACCUMULATORS[layer.word_bits]
-    return {"o_vec": o_vec, "j_tile": max([d for d in divisors(layer.pw) if d * vecs <= budget] or [1]),
+    budget = accumulators(layer, target)
+    return {"o_vec": o_vec, "j_tile": max([d for d in KNOBS["j_tile"](layer, target) if d * vecs <= budget] or [1]),
             "o_outer": True}
 
 

@@ -16,7 +16,7 @@ KNOBS = {"c_tile": _c_tiles}
 
 def schedule(s, layer, c_tile):
     count = s["count"]
-    c_o, c_i = count.split("c", c_tile)
+    c_o, c_i = count.split("c", c_tile, tail="cut")
     count.reorder("n", "sx", "sy", c_o, "i", "j", c_i)
     band = count.fuse("n", "sx", name="band")
     count.parallel(band)

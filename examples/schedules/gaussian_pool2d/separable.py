@@ -10,28 +10,31 @@ defaults 0.99 ms; tuned (row_tile=14, ow_tile=1, c_tile=16; best of 40 points, w
 direct template 1.05 ms; PyTorch 2.13 depthwise conv with the same kernels 0.94 ms; numpy 9.6 ms;
 a plain 5x5/2 avg pool (one kernel per map) 0.18 ms.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, split_lanes, vectorize_lanes
 
 LAYER = "gaussian_pool2d"
 ALGORITHM = "separable"
 
 
-def applies(layer, target):
-    return layer.c % target.lanes("float32") == 0 or f"needs c a multiple of {target.lanes('float32')}"
+def _c_tiles(layer, target):
+    lanes = target.lanes("float32")
+    tiles = [t for t in divisors(layer.c, 2 * lanes) if t % lanes == 0]
+    if not tiles:      # c not a multiple of the vector: whole vectors, the last one cut short (tail="cut")
+        tiles = [lanes] if lanes < layer.c else [layer.c]
+    return tiles
 
 
 KNOBS = {
     "row_tile": lambda layer, target: divisors(layer.oh, 16),
     "ow_tile": lambda layer, target: divisors(layer.ow, 8),
-    "c_tile": lambda layer, target: [t for t in divisors(layer.c, 2 * target.lanes("float32"))
-                                     if t % target.lanes("float32") == 0],
+    "c_tile": _c_tiles,
 }
 
 
 def defaults(layer, target):
     rt = divisors(layer.oh, 16)
     return {"row_tile": max(t for t in rt if t <= 8), "ow_tile": max(divisors(layer.ow, 4)),
-            "c_tile": target.lanes("float32")}
+            "c_tile": _c_tiles(layer, target)[0]}
 
 
 def schedule(s, layer, row_tile, ow_tile, c_tile):
@@ -39,25 +42,22 @@ def schedule(s, layer, row_tile, ow_tile, c_tile):
     pool = s["pool"]
     oh_o, oh_i = pool.split("oh", row_tile)
     j, ch = pool.split("co", factors=[None, layer.c], names=("j", "ch"))
-    ch_o, ch_i = pool.split(ch, c_tile)
+    ch_o, ch_i = pool.split(ch, c_tile, tail="cut")
     ow_o, ow_i = pool.split("ow", ow_tile)
-    inner = [ch_i]
-    if c_tile > lanes:
-        inner = list(pool.split(ch_i, lanes, names=("ch_v", "ch_l")))
+    inner = split_lanes(pool, ch_i, lanes, names=("ch_v", "ch_l"))
     pool.reorder("n", oh_o, oh_i, ow_o, j, ch_o, "kh", ow_i, *inner)
     tile = pool.fuse("n", oh_o)
     pool.parallel(tile)
-    pool.vectorize(inner[-1])
+    vectorize_lanes(pool, inner)
     pool.unroll(ow_i)
-    if len(inner) == 2:
-        pool.unroll(inner[0])
     rows = s["rows"]
     rows.compute_at(pool, tile)
     # the row pass as TVM regenerated it under the tile: n, hp, ow, co, then the kw reduction
     n_, hp, ow_, co = rows.axes[1:5]
-    co_o, co_i = rows.split(co, lanes, names=("rco_o", "rco_i"))
-    rows.reorder(n_, hp, ow_, co_o, rows.axes[-1], co_i)
-    rows.vectorize(co_i)
+    kw = rows.axes[-1]
+    rco = split_lanes(rows, co, lanes, names=("rco_o", "rco_i"))
+    rows.reorder(n_, hp, ow_, *rco[:-1], kw, rco[-1])
+    rows.vectorize(rco[-1])
     s["pad"].compute_inline()
     rows.decompose_reduction(rows.axes[-2])
     pool.decompose_reduction("kh")
