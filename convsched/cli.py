@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     layer_args(t, suite=True, reads=False)
     t.add_argument("-o", "--output", "--log", dest="output", metavar="PATH",
                    help="where to write (and resume from) tuning records: a .jsonl file or a directory (default: "
-                        "$CONVSCHED_TUNING_LOGS, else $XDG_CACHE_HOME/convsched/tuning_logs)")
+                        "$CONVSCHED_TUNING_LOGS, else <cache>/tuning_logs, <cache> being $CONVSCHED_CACHE_DIR "
+                        "or $XDG_CACHE_HOME/convsched)")
     t.add_argument("--trials", type=int, default=64)
     t.add_argument("--strategy", default="auto", help="auto, exhaustive, random, evolutionary")
     t.add_argument("--workers", type=int, default=None, help="parallel build processes (default: cores)")

@@ -2,8 +2,8 @@
 
     shipped_templates()   schedules/ of a checkout (or an editable install), else the installed package's copy
     shipped_records()     tuning_logs/ likewise: read-only, never written by convsched
-    user_records()        $CONVSCHED_TUNING_LOGS, else $XDG_CACHE_HOME/convsched/tuning_logs
-                          (~/.cache/convsched/tuning_logs): where the tuner writes by default
+    cache_dir()           $CONVSCHED_CACHE_DIR, else $XDG_CACHE_HOME/convsched (~/.cache/convsched)
+    user_records()        $CONVSCHED_TUNING_LOGS, else <cache_dir()>/tuning_logs: where the tuner writes
 
 A wheel carries copies of the repository's top-level schedules/ and tuning_logs/ in convsched/_data/ (setup.py
 copies them when it builds the package), so the same lookups work in a checkout and in site-packages, and a tune
@@ -40,12 +40,20 @@ def inside_package(path) -> bool:
     return p == PACKAGE_DIR or PACKAGE_DIR in p.parents
 
 
-def user_records() -> Path:
-    """The directory the tuner writes to unless told otherwise (created when the first record is written)."""
-    env = os.environ.get("CONVSCHED_TUNING_LOGS")
+def cache_dir() -> Path:
+    """convsched's per-user cache: $CONVSCHED_CACHE_DIR, else $XDG_CACHE_HOME/convsched, else ~/.cache/convsched
+    (measured peaks, the user's tuning records)."""
+    env = os.environ.get("CONVSCHED_CACHE_DIR")
     if env:
         return Path(env).expanduser()
     # The XDG spec: a relative $XDG_CACHE_HOME is invalid and must be ignored.
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "convsched" / "tuning_logs"
+    return base / "convsched"
+
+
+def user_records() -> Path:
+    """The directory the tuner writes to unless told otherwise (created when the first record is written):
+    $CONVSCHED_TUNING_LOGS, else <cache_dir()>/tuning_logs."""
+    env = os.environ.get("CONVSCHED_TUNING_LOGS")
+    return Path(env).expanduser() if env else cache_dir() / "tuning_logs"

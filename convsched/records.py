@@ -11,7 +11,7 @@ The one module that writes (the tuner) and reads (compile, the graph planner, `c
     best_records(paths)                       # {(workload_key, target_key): chosen record} (`convsched show`)
 
 Where records live (convsched/paths.py): the tuner appends to the user's directory ($CONVSCHED_TUNING_LOGS, else
-$XDG_CACHE_HOME/convsched/tuning_logs) unless given `log` (a .jsonl file or a directory, then
+<cache>/tuning_logs, <cache> being $CONVSCHED_CACHE_DIR or $XDG_CACHE_HOME/convsched) unless given `log` (a .jsonl file or a directory, then
 <dir>/<target-key>.jsonl). Lookup reads the user's records, then the shipped ones (read-only, the repository's
 tuning_logs/ or an installed package's copy); an explicit `log` is read alone.
 

@@ -132,8 +132,8 @@ def test_the_wheel_works_in_a_fresh_venv_outside_the_checkout(tmp_path):
 
     work, cache = tmp_path / "work", tmp_path / "cache"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("CONVSCHED_TUNING_LOGS", "PYTHONPATH",
-                                                              "CONVSCHED_SCHEDULES")}
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVSCHED_TUNING_LOGS", "CONVSCHED_CACHE_DIR",
+                                                              "PYTHONPATH", "CONVSCHED_SCHEDULES")}
     env.update(XDG_CACHE_HOME=str(cache), HOME=str(tmp_path / "home"), PATH=f"{venv / 'bin'}:{env['PATH']}")
     r = subprocess.run([str(py), "-c", INSTALLED_SCRIPT, str(site)], cwd=work, env=env, capture_output=True,
                        text=True, timeout=600)

@@ -33,6 +33,9 @@ def test_user_records_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CONVSCHED_TUNING_LOGS", str(tmp_path / "mine"))
     assert paths.user_records() == tmp_path / "mine"
     monkeypatch.delenv("CONVSCHED_TUNING_LOGS")
+    monkeypatch.setenv("CONVSCHED_CACHE_DIR", str(tmp_path / "cache"))        # convsched's cache (peaks too)
+    assert paths.user_records() == tmp_path / "cache" / "tuning_logs"
+    monkeypatch.delenv("CONVSCHED_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert paths.user_records() == tmp_path / "xdg" / "convsched" / "tuning_logs"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")          # invalid by the XDG spec: ignored

@@ -107,7 +107,7 @@ def tune(layer, trials: int = 64, strategy="auto", target="host", workers: int |
     workers: parallel build/check processes (default: the target's cores). timeout: seconds per phase
     (build + check, timing) before a candidate is killed and recorded as "timeout".
     log: where records are written and resumed from: a .jsonl file or a directory (default: the user's records
-    directory, $CONVSCHED_TUNING_LOGS or $XDG_CACHE_HOME/convsched/tuning_logs; never inside the package).
+    directory, $CONVSCHED_TUNING_LOGS or <cache>/tuning_logs: paths.user_records(); never inside the package).
     templates: restrict the search to these template names. rpc_tracker/rpc_key: measure on the servers
     registered under rpc_key with TVM's RPC tracker at host:port. time_budget_s: stop submitting new
     candidates after this many seconds (the ones in flight still finish). confirm: re-measure this many top
