@@ -10,9 +10,9 @@ The one module that writes (the tuner) and reads (compile, the graph planner, `c
     best_record(layer, target, log=None)      # (template, knobs) of the chosen record, or None
     best_records(paths)                       # {(workload_key, target_key): chosen record} (`convsched show`)
 
-Where records live (convsched/paths.py): the tuner appends to the user's directory ($CONVSCHED_TUNING_LOGS, else
-<cache>/tuning_logs, <cache> being $CONVSCHED_CACHE_DIR or $XDG_CACHE_HOME/convsched) unless given `log` (a .jsonl file or a directory, then
-<dir>/<target-key>.jsonl). Lookup reads the user's records, then the shipped ones (read-only, the repository's
+Where records live (convsched/paths.py): the tuner appends to the user's directory ($CONVSCHED_TUNING_LOGS,
+else <cache>/tuning_logs, <cache> being $CONVSCHED_CACHE_DIR or $XDG_CACHE_HOME/convsched) unless given `log`
+(a .jsonl file or a directory, then <dir>/<target-key>.jsonl). Lookup reads the user's records, then the shipped ones (read-only, the repository's
 tuning_logs/ or an installed package's copy); an explicit `log` is read alone.
 
 Lookup matches the exact target key (triple, CPU name, feature hash, cores) and the exact workload key, and
@@ -220,9 +220,8 @@ class Group:
         self.samples: list = []          # (median_ms, record) of search records
         self.confirms: list = []         # (median_ms, record) of confirm records
 
-    def add(self, rec: dict, ms: float | None = None):
-        ms = rec["timing"]["median_ms"] if ms is None else ms
-        (self.confirms if is_confirm(rec) else self.samples).append((ms, rec))
+    def add(self, rec: dict):
+        (self.confirms if is_confirm(rec) else self.samples).append((rec["timing"]["median_ms"], rec))
 
     @property
     def confirmed(self) -> bool:
@@ -345,6 +344,6 @@ def make_record(layer, target, template: str, knobs: dict, status: str, *, timin
         "build_s": build_s,
         "measured_on": measured_on,
         "strategy": strategy, "session": session, "trial": trial,
-        **({"confirm": confirm} if confirm else {}),   # confirm records: {"rounds", "round_ms", "of"}
+        **({"confirm": confirm} if confirm else {}),   # confirm records: rounds, round_ms, candidates, search
         "timestamp": time.time(),
     }
