@@ -1,4 +1,4 @@
-"""Tuning records: one JSON line per measured candidate, in tuning_logs/<target-key>.jsonl.
+"""Tuning records: one JSON line per measured candidate, in <records dir>/<target-key>.jsonl.
 
 The one module that writes (the tuner) and reads (compile, the graph planner, `convsched show | bench`) them:
 
@@ -7,12 +7,14 @@ The one module that writes (the tuner) and reads (compile, the graph planner, `c
     read(path)                                # valid records; corrupt lines and malformed records skipped
                                               # with one warning naming the file and the lines
     records_for(layer, target, log=None)      # this workload's records on this target key, template unchanged
-    best_per_part(layer, target, log, part_of, defaults)   # the fastest verified (template, knobs) per part
-    best_record(layer, target, log=None)      # (template, knobs) of the fastest verified record, or None
-    best_records(path)                        # {(workload_key, target_key): best record} (for `convsched show`)
+    best_per_part(layer, target, log, part_of, defaults)   # the chosen (template, knobs) per part
+    best_record(layer, target, log=None)      # (template, knobs) of the chosen record, or None
+    best_records(paths)                       # {(workload_key, target_key): chosen record} (`convsched show`)
 
-Where logs live: `log` may be a .jsonl file or a directory (then <dir>/<target-key>.jsonl); by default the
-directory named by $CONVSCHED_TUNING_LOGS, else the repository's shipped tuning_logs/.
+Where records live (convsched/paths.py): the tuner appends to the user's directory ($CONVSCHED_TUNING_LOGS,
+else <cache>/tuning_logs, <cache> being $CONVSCHED_CACHE_DIR or $XDG_CACHE_HOME/convsched) unless given `log`
+(a .jsonl file or a directory, then <dir>/<target-key>.jsonl). Lookup reads the user's records, then the shipped ones (read-only, the repository's
+tuning_logs/ or an installed package's copy); an explicit `log` is read alone.
 
 Lookup matches the exact target key (triple, CPU name, feature hash, cores) and the exact workload key, and
 ignores, with a warning, records whose template source changed since they were measured (their knobs may no
@@ -23,6 +25,12 @@ Nothing a log holds can crash a reader: each line is checked against the schema 
 and each record of a workload against its template's current knob space and constraint when looked up
 (records_for); a record that fails is skipped with one warning naming the log file and line, and lookup
 falls back to the next-best valid record.
+
+Choosing among records (choose()): one measurement is noisy (two runs of one kernel on a shared core differed
+2x), so records are grouped by (template, knobs) and each group is judged by the median of its measurements
+across sessions; "confirm" records (the tuner re-measuring its top candidates interleaved at the end of a session)
+are preferred: a group with confirm records is judged by their median alone, and any confirmed group beats every
+unconfirmed one.
 """
 from __future__ import annotations
 
@@ -37,23 +45,26 @@ from pathlib import Path
 from .backend import TVM_VERSION
 from .errors import ConvschedError
 from .layers import registry
+from .paths import shipped_records, user_records
 from .schedule import get_template
 from .version import __version__
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "tuning_logs"
+SHIPPED_DIR = shipped_records()        # read-only: the repository's tuning_logs/, or an installed package's copy
 
 # Status of a measured candidate. Only OK records are verified (checked against reference()) and timed.
 OK = "ok"
 FAILED_STATUSES = ("invalid", "build_error", "wrong", "run_error", "crash", "timeout", "error")
+# The strategy of the records the tuner writes when it re-measures its top candidates at the end of a session.
+CONFIRM = "confirm"
 
 
 def default_dir() -> Path:
-    env = os.environ.get("CONVSCHED_TUNING_LOGS")
-    if not env:
-        return SHIPPED_DIR
-    if Path(env).exists() and not Path(env).is_dir():
-        raise ConvschedError(f"CONVSCHED_TUNING_LOGS={env!r} is not a directory (logs are <dir>/<target key>.jsonl)")
-    return Path(env)
+    """Where the tuner writes unless given a log: the user's records directory (never the shipped one)."""
+    d = user_records()
+    if d.exists() and not d.is_dir():
+        raise ConvschedError(f"{d} is not a directory (tuning logs are <dir>/<target key>.jsonl; "
+                             f"set CONVSCHED_TUNING_LOGS to a directory)")
+    return d
 
 
 def log_path(target, log=None) -> Path:
@@ -62,10 +73,18 @@ def log_path(target, log=None) -> Path:
         return default_dir() / f"{target.key}.jsonl"
     if not isinstance(log, (str, os.PathLike)):
         raise ValueError(f"log must be a .jsonl file or a directory (a path), got {log!r}")
-    p = Path(log)
+    p = Path(log).expanduser()
     if p.suffix == ".jsonl" or p.is_file():
         return p
     return p / f"{target.key}.jsonl"
+
+
+def read_paths(target, log=None) -> list[Path]:
+    """The logs a lookup reads, in order: `log` alone when given, else the user's then the shipped one."""
+    if log is not None:
+        return [log_path(target, log)]
+    paths = [log_path(target), SHIPPED_DIR / f"{target.key}.jsonl"]
+    return paths if paths[0].resolve() != paths[1].resolve() else paths[:1]
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -287,9 +306,11 @@ def records_for(layer, target, log=None, warn: bool = True) -> list[dict]:
     records are history, kept in the append-only log, and say nothing."""
     wk, tk = layer.workload_key, target.key
     fresh, stale = [], []
-    legal, path = _KnobCheck(layer, target), log_path(target, log)
-    for r in read(path, warn=warn):
-        if r["workload_key"] == wk and r["target"]["key"] == tk:
+    legal = _KnobCheck(layer, target)
+    for path in read_paths(target, log):
+        for r in read(path, warn=warn):
+            if r["workload_key"] != wk or r["target"]["key"] != tk:
+                continue
             if not current(r, warn=False):
                 stale.append(r)
                 continue
@@ -362,14 +383,76 @@ def is_good(rec: dict) -> bool:
     return rec.get("status") == OK and bool(rec.get("verified")) and (rec.get("timing") or {}).get("median_ms")
 
 
+def is_confirm(rec: dict) -> bool:
+    """A record of the tuner's closing re-measurement (several interleaved rounds), not of the search."""
+    return rec.get("strategy") == CONFIRM
+
+
+def config_key(template: str, knobs: dict) -> str:
+    """What makes two records measurements of the same kernel: the template and its knob values."""
+    return template + " " + json.dumps(knobs, sort_keys=True, default=_jsonable)
+
+
+class Group:
+    """The good records of one (template, knobs) of one workload, possibly from several sessions and logs."""
+
+    def __init__(self, template: str, knobs: dict):
+        self.template, self.knobs = template, dict(knobs)
+        self.samples: list = []          # (median_ms, record) of search records
+        self.confirms: list = []         # (median_ms, record) of confirm records
+
+    def add(self, rec: dict):
+        (self.confirms if is_confirm(rec) else self.samples).append((rec["timing"]["median_ms"], rec))
+
+    @property
+    def confirmed(self) -> bool:
+        return bool(self.confirms)
+
+    @property
+    def ms(self) -> float:
+        """The robust time: the median of the confirm records' medians if any, else of every measurement."""
+        return _median([m for m, _ in (self.confirms or self.samples)])
+
+    def rank(self) -> tuple:
+        return (not self.confirmed, self.ms)
+
+    def record(self) -> dict:
+        """The record that stands for the group: the one whose time is nearest the group's (confirm first)."""
+        target = self.ms
+        return min(self.confirms or self.samples, key=lambda mr: abs(mr[0] - target))[1]
+
+
+def _median(values) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def groups(records) -> dict:
+    """{config_key: Group} of the good records among `records`, in first-seen order."""
+    out: dict = {}
+    for r in records:
+        if is_good(r):
+            k = config_key(r["template"], r["knobs"])
+            out.setdefault(k, Group(r["template"], r["knobs"])).add(r)
+    return out
+
+
+def choose(gs) -> "Group | None":
+    """The group to use: confirmed groups before unconfirmed ones, then the lowest robust time."""
+    gs = list(gs.values() if isinstance(gs, dict) else gs)
+    return min(gs, key=Group.rank) if gs else None
+
+
 def best(records) -> dict | None:
-    good = [r for r in records if is_good(r)]
-    return min(good, key=lambda r: r["timing"]["median_ms"]) if good else None
+    """The record standing for the chosen (template, knobs) among `records` (see choose()), or None."""
+    g = choose(groups(records))
+    return g.record() if g else None
 
 
 def best_per_part(layer, target, log=None, part_of=None, defaults=None) -> dict:
-    """{part: (template, knobs)} of the fastest verified record of each part of a kernel, for this workload and
-    target key. A single-function kernel has one part (part_of=None: every record is of it).
+    """{part: (template, knobs)} chosen for each part of a kernel (choose()), for this workload and target key.
+    A single-function kernel has one part (part_of=None: every record is of it).
 
     part_of(template name) -> the part a template schedules (None: ignore the record). defaults: {part:
     (default template, its default knobs)}. A multi-part record times a whole call with one part's candidate
@@ -377,11 +460,11 @@ def best_per_part(layer, target, log=None, part_of=None, defaults=None) -> dict:
     therefore measured the all-default configuration, and counts as a sample of every part's defaults
     (otherwise one noisy sample of the defaults per part decides: 128->128 global picked a delta candidate
     0.79x as fast as the defaults that way, 1 thread, AMD Zen 3, 2026-11)."""
-    best_of: dict = {}
+    per_part: dict = {}
 
-    def offer(part, template, knobs, ms):
-        if part not in best_of or ms < best_of[part][2]:
-            best_of[part] = (template, dict(knobs), ms)
+    def offer(part, template, knobs, rec):
+        gs = per_part.setdefault(part, {})
+        gs.setdefault(config_key(template, knobs), Group(template, knobs)).add(rec)
 
     defaults = defaults or {}
     for r in records_for(layer, target, log):
@@ -390,59 +473,55 @@ def best_per_part(layer, target, log=None, part_of=None, defaults=None) -> dict:
         part = part_of(r["template"]) if part_of else None
         if part_of and part is None:
             continue
-        ms = r["timing"]["median_ms"]
-        offer(part, r["template"], r["knobs"], ms)
+        offer(part, r["template"], r["knobs"], r)
         if part in defaults and (r["template"], dict(r["knobs"])) == defaults[part]:
             for other, (tmpl, knobs) in defaults.items():
                 if other != part and knobs is not None:
-                    offer(other, tmpl, knobs, ms)
-    return {part: (t, kn) for part, (t, kn, _) in best_of.items()}
+                    offer(other, tmpl, knobs, r)
+    chosen = {part: choose(gs) for part, gs in per_part.items()}
+    return {part: (g.template, dict(g.knobs)) for part, g in chosen.items()}
 
 
 def ranked(layer, target, log=None) -> list[dict]:
-    """This workload's verified records on this target key, one per (template, knobs), in the order
-    best_record() chooses by (fastest median first): what compile() tries until one builds."""
-    out, seen = [], set()
-    good = [r for r in records_for(layer, target, log) if is_good(r)]
-    for r in sorted(good, key=lambda r: r["timing"]["median_ms"]):
-        k = json.dumps([r["template"], r["knobs"]], sort_keys=True)
-        if k not in seen:
-            seen.add(k)
-            out.append(r)
-    return out
+    """This workload's verified records on this target key, one per (template, knobs), in the order choose()
+    ranks their groups (confirmed first, then the robust time): what compile() tries until one builds."""
+    gs = groups(records_for(layer, target, log)).values()
+    return [g.record() for g in sorted(gs, key=Group.rank)]
 
 
 def best_record(layer, target, log=None):
-    """(template, knobs) of the fastest verified record for this workload on this target key, or None."""
+    """(template, knobs) chosen among the verified records for this workload on this target key, or None."""
     return best_per_part(layer, target, log).get(None)
 
 
-def best_records(path, warn: bool = True, target=None) -> dict:
-    """{(workload_key, target_key): best verified record} over a whole log, records of a changed template only
-    where there is no other. With `target`, records of its key whose layer can be rebuilt are held to the same
-    checks as records_for (illegal ones skipped)."""
-    out, checks = {}, {}
-    for r in read(path, warn=warn):
-        if not is_good(r):
-            continue
-        wk, fresh = r["workload_key"], current(r, warn=False)
-        if target is not None and r["target"]["key"] == target.key and fresh:
-            if wk not in checks:
-                layer = _rebuild(r)
-                checks[wk] = None if layer is None else _KnobCheck(layer, target)
-            check = checks[wk]
-            if check is not None and check.finite_only(r):
+def best_records(paths, warn: bool = True, target=None) -> dict:
+    """{(workload_key, target_key): the record standing for the chosen group (choose())} over whole logs (a path
+    or a list of paths, read in order), records of a changed template only where there is no other. With
+    `target`, records of its key whose layer can be rebuilt are held to the same checks as records_for (illegal
+    ones skipped)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    by_workload, checks = {}, {}
+    for path in paths:
+        for r in read(path, warn=warn):
+            if not is_good(r):
                 continue
-            why = None if check is None else check.problem(r)
-            if why:
-                if warn:
-                    _warn_illegal(r, why)
-                continue
-        k = (wk, r["target"]["key"])          # a record of the current template source beats a stale one
-        rank = (not fresh, r["timing"]["median_ms"])
-        if k not in out or rank < out[k][0]:
-            out[k] = (rank, r)
-    return {k: r for k, (_, r) in out.items()}
+            wk, fresh = r["workload_key"], current(r, warn=False)
+            if target is not None and r["target"]["key"] == target.key and fresh:
+                if wk not in checks:
+                    layer = _rebuild(r)
+                    checks[wk] = None if layer is None else _KnobCheck(layer, target)
+                check = checks[wk]
+                if check is not None and check.finite_only(r):
+                    continue
+                why = None if check is None else check.problem(r)
+                if why:
+                    if warn:
+                        _warn_illegal(r, why)
+                    continue
+            fresh_and_stale = by_workload.setdefault((wk, r["target"]["key"]), ([], []))
+            fresh_and_stale[0 if fresh else 1].append(r)
+    # a record of the current template source beats a stale one
+    return {k: best(fresh or stale) for k, (fresh, stale) in by_workload.items()}
 
 
 def _rebuild(rec: dict):
@@ -460,7 +539,8 @@ def _rebuild(rec: dict):
 def make_record(layer, target, template: str, knobs: dict, status: str, *, timing: dict | None = None,
                 rate: float | None = None, unit: str | None = None, error: str | None = None,
                 build_s: float | None = None, measured_on: str = "local", strategy: str | None = None,
-                session: str | None = None, trial: int | None = None, template_hash: str | None = None) -> dict:
+                session: str | None = None, trial: int | None = None, template_hash: str | None = None,
+                confirm: dict | None = None) -> dict:
     """A tuning record: what was measured (workload, template and its source hash, knobs), where (target,
     versions), how it went (status, verified) and how fast (timing, rate)."""
     return {
@@ -481,5 +561,6 @@ def make_record(layer, target, template: str, knobs: dict, status: str, *, timin
         "build_s": build_s,
         "measured_on": measured_on,
         "strategy": strategy, "session": session, "trial": trial,
+        **({"confirm": confirm} if confirm else {}),   # confirm records: rounds, round_ms, candidates, search
         "timestamp": time.time(),
     }

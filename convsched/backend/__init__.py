@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 from ..target import host_cores
+from ..version import IGNORE_ENV, tvm_mismatch, tvm_missing
 
 
 def _threads_problem() -> str | None:
@@ -33,8 +35,19 @@ if THREADS_ERROR:
     os.environ["TVM_NUM_THREADS"] = str(host_cores())
 os.environ.setdefault("TVM_NUM_THREADS", str(host_cores()))
 
-import tvm  # noqa: E402
-from tvm import s_tir, te, tirx  # noqa: E402
+# `import convsched` without TVM, or with another TVM, says which versions to install instead of failing on
+# a missing module or a renamed API somewhere inside.
+try:
+    import tvm  # noqa: E402
+    import tvm_ffi  # noqa: E402
+    from tvm import s_tir, te, tirx  # noqa: E402
+except (ImportError, OSError) as e:
+    raise ImportError(tvm_missing(e)) from e
+_mismatch = tvm_mismatch(tvm.__version__, getattr(tvm_ffi, "__version__", "unknown"))
+if _mismatch and os.environ.get(IGNORE_ENV) != "1":
+    raise ImportError(_mismatch)
+if _mismatch:
+    warnings.warn(_mismatch, stacklevel=2)
 
 from ..errors import BuildError, ConvschedError, ScheduleError  # noqa: E402
 
@@ -122,8 +135,13 @@ class LiveSchedule:
         return self.sch.get(loop).loop_var.__hash__()
 
     def _name_loop(self, loop, name, kind):
-        k = self._key(loop)
+        var = self.sch.get(loop).loop_var
+        k = var.__hash__()
         self._names[k], self._kinds[k] = name, kind
+        # A Var's hash is its address: once a split or fuse drops a named loop, a loop TVM creates later (under
+        # reverse_compute_at) could reuse the address and inherit the stale name. Holding every named Var keeps
+        # the addresses, and so the keys, unique for this schedule's life.
+        self.__dict__.setdefault("_named_vars", []).append(var)
 
     def axes(self, stage: str) -> list:
         """[(name, kind, LoopRV)] of the loops around `stage`, outermost first; kind S, R or ? (unknown)."""

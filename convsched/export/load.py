@@ -110,8 +110,9 @@ class Library:
     def kernel_names(self) -> list[str]:
         return [k["name"] for k in self.manifest["kernels"]]
 
-    def entry(self, name: str) -> LoadedEntry:
-        """Kernel `name` of this library: its layer, target, schedule and C function."""
+    def entry(self, name: str, layers=()) -> LoadedEntry:
+        """Kernel `name` of this library: its layer, target, schedule and C function. layers: layer classes
+        to rebuild the kernel's layer with (a custom layer's class), before the registered ones."""
         ks = {k["name"]: k for k in self.manifest["kernels"]}
         if name not in ks:
             raise ExportError(f"{self.directory}: no kernel named '{name}'; it has {', '.join(ks)}")
@@ -119,7 +120,7 @@ class Library:
         t = self.manifest["target"]
         target = Target(t["name"], t["mcpu"], frozenset(t["features"]), int(t["cores"]), t["triple"],
                         frozenset(t.get("disabled", ())))
-        return LoadedEntry(_rebuild_layer(k, self.directory), target, Schedule.from_json(k["schedule"]),
+        return LoadedEntry(_rebuild_layer(k, self.directory, layers), target, Schedule.from_json(k["schedule"]),
                            CFunction(self, k), k.get("loop_nest", ""), f"loaded from {self.directory}")
 
 
@@ -140,17 +141,26 @@ def _loadable_path(path: Path, sha: str) -> str:
     return str(copy)
 
 
-def _rebuild_layer(k: dict, directory):
-    """The layer of manifest entry `k`, rebuilt from its class name and parameters, checked against it."""
+def _rebuild_layer(k: dict, directory, layers=()):
+    """The layer of manifest entry `k`, rebuilt from its class name and parameters, checked against it.
+
+    Classes come from `layers` (by class name), else from the layer registry (the shipped layers and any layer
+    class this process has defined): nothing the manifest names is imported."""
+    given = {cls.__name__: cls for cls in layers or ()}
+
+    def layer_class(name):
+        if name in given:
+            return given[name]
+        try:
+            return registry.layer_class(name)
+        except LookupError:
+            raise ExportError(f"{directory}: kernel '{k['name']}' needs the layer class {name}, which this process "
+                              f"does not have: pass it, e.g. cs.load(dir, layers=[{name}])") from None
+
+    cls = layer_class(k["layer"]["class"])
     try:
-        cls = registry.layer_class(k["layer"]["class"])
-    except LookupError:
-        raise ExportError(f"{directory}: kernel '{k['name']}' is a {k['layer']['class']}, a layer this convsched "
-                          f"does not have") from None
-    params = {p: tuple(v) if isinstance(v, list) else v for p, v in k["layer"]["params"].items()}
-    try:
-        layer = cls(**params)
-    except (TypeError, ValueError) as e:
+        layer = cls.from_params(k["layer"]["params"], layer_class)
+    except (TypeError, ValueError, KeyError) as e:
         raise ExportError(f"{directory}: kernel '{k['name']}': cannot rebuild {cls.__name__}: {e}") from None
     if layer.workload_key != k["workload_key"]:
         raise ExportError(f"{directory}: kernel '{k['name']}': the layer rebuilt from the manifest differs from the "

@@ -42,6 +42,10 @@ class Layer:
     ALGORITHMS: ClassVar[tuple] = ("direct",)  # declarations declare(algorithm=...) offers; templates pick one
     # algorithms documented to differ from reference() on inf/NaN inputs (the tuner's check rejects them)
     FINITE_ONLY_ALGORITHMS: ClassVar[tuple] = ()
+    # Sizes that default to another field: a field declared `w: int = None` takes h's value when not given, so
+    # Conv2d(h=28) is 28x28 and Conv2d(kh=1) is 1x1, while an explicit w or kw wins. Resolved before any
+    # __post_init__ check runs, so workload keys hold the resolved ints (equal to the keys of explicit layers).
+    FOLLOWS: ClassVar[dict] = {"w": "h", "kw": "kh"}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -51,10 +55,18 @@ class Layer:
             cls.__post_init__ = _after_layer_checks(own)
 
     def __post_init__(self):
-        """The checks every layer gets, before its own __post_init__ (ValueError naming the field): each
-        field typed by its annotation (layers/params.py). A subclass's own __post_init__ runs after this
-        one whether or not it calls super().__post_init__() (Layer.__init_subclass__)."""
+        """The checks every layer gets, before its own __post_init__ (ValueError naming the field): sizes named
+        in FOLLOWS are resolved, then each field is typed by its annotation (layers/params.py). A subclass's own
+        __post_init__ runs after this one whether or not it calls super().__post_init__()
+        (Layer.__init_subclass__)."""
+        self.resolve_follows()
         check_params(self)
+
+    def resolve_follows(self) -> None:
+        """Give each FOLLOWS field left at None its leader's value (in place: the dataclass is frozen)."""
+        for name, leader in self.FOLLOWS.items():
+            if name in self.__dataclass_fields__ and getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(self, leader))
 
     # -- to be provided by each layer
     def input_specs(self) -> list[TensorSpec]:
@@ -95,6 +107,23 @@ class Layer:
         return None
 
     # -- shared
+    def cached(self, name: str, compute):
+        """compute() the first time, then the stored value: for what a layer derives from its (frozen) fields
+        and would otherwise rebuild on every use, e.g. argument specs that run a declaration, constant tensors.
+        Kept out of the fields (workload key, equality, hash) and out of pickles (tuning workers)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, "_memo", memo)
+        if name not in memo:
+            memo[name] = compute()
+        return memo[name]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_memo", None)
+        return state
+
     @property
     def workload_key(self) -> str:
         """Canonical JSON of the layer kind and its fields: tuning records are filed under it."""
@@ -102,6 +131,12 @@ class Layer:
 
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_params(cls, params: dict, layer_class=None) -> "Layer":
+        """The layer of `params` (as params() gives them, e.g. read back from JSON: lists become tuples).
+        layer_class(name) -> a layer class: how layers made of other layers find their members' classes."""
+        return cls(**{k: _tuples(v) for k, v in params.items()})
 
     def arguments(self, inputs: dict | None, prefix: str) -> tuple[dict, list]:
         """({argument name: tensor}, [new placeholders]) for every argument of input_specs(): the tensor
@@ -219,6 +254,10 @@ def _after_layer_checks(post_init):
         post_init(self)
     run._after_layer_checks = True
     return run
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def pair(v) -> tuple[int, int]:

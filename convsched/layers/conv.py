@@ -59,11 +59,11 @@ class Conv2d(Layer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     cin: int = 64
     cout: int = 64
     kh: int = 3
-    kw: int = 3
+    kw: int = None      # None: follows kh
     stride: int | tuple = 1
     pad: int | tuple = 1
     dilation: int | tuple = 1

@@ -22,9 +22,11 @@
 
     k = cs.compile(Scale(h=32, w=32))                    # first template of "scale", or DEFAULT_TEMPLATE
 
-What CustomLayer fills in: output_specs() from the TE output's shape and dtype, declare() (placeholders from
-input_specs(), then compute(); `algorithm` is passed on when compute takes it), ops() (output elements unless
-you say otherwise) and default_template() (DEFAULT_TEMPLATE, else the first file of <TEMPLATES>/<KIND>/).
+What CustomLayer fills in: output_specs() from the TE output's shape and dtype (the declaration runs once per
+layer: `self.cached(name, fn)` keeps what a layer derives from its fields, e.g. constant tensors its
+prepare_inputs() adds), declare() (placeholders from input_specs(), then compute(); `algorithm` is passed on
+when compute takes it), ops() (output elements unless you say otherwise) and default_template()
+(DEFAULT_TEMPLATE, else the first file of <TEMPLATES>/<KIND>/).
 The template search finds TEMPLATES through the layer registry as soon as the class is defined. Everything
 else is an ordinary Layer: tests, tuning, graphs and export work the same way as for the shipped layers.
 
@@ -61,7 +63,6 @@ names, the gradient of output y is "dy". window_of() (candidate windows of an in
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import sys
 from dataclasses import dataclass
@@ -122,9 +123,13 @@ class CustomLayer(Layer):
         return None
 
     def output_specs(self):
-        # read off the TE declaration once per layer: building it costs 0.2-0.6 ms, and a kernel call asks for
-        # the specs every time (GaussianPool2dGrad 56x56x64: 1.4 -> 0.6 ms a call)
-        return list(_declared_output_specs(self))
+        return list(self.cached("output_specs", self._output_specs))     # declare() runs once per layer
+
+    def _output_specs(self) -> tuple:
+        decl = self.declare()
+        names = list(self.OUTPUT_NAMES) + [f"y{i}" for i in range(len(self.OUTPUT_NAMES), len(decl.outputs))]
+        return tuple(TensorSpec(nm, tuple(int(d) for d in t.shape), str(t.dtype))
+                     for nm, t in zip(names, decl.outputs))
 
     def ops(self) -> int:
         return int(sum(np.prod(s.shape) for s in self.output_specs()))
@@ -167,13 +172,6 @@ class CustomLayer(Layer):
             g = cls(forward=self)
             steps.append(step(", ".join(g.OUTPUT_NAMES), g, *cls.ARGS, wrt=", ".join(cls.WRT)))
         return Backward(self.training_forward(), tuple(steps))
-
-
-@functools.lru_cache(maxsize=512)
-def _declared_output_specs(layer) -> tuple:
-    decl = layer.declare()
-    names = list(layer.OUTPUT_NAMES) + [f"y{i}" for i in range(len(layer.OUTPUT_NAMES), len(decl.outputs))]
-    return tuple(TensorSpec(nm, tuple(int(d) for d in t.shape), str(t.dtype)) for nm, t in zip(names, decl.outputs))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class Add(Layer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     act: str | None = None
     dtype: str = "float32"
@@ -93,7 +93,7 @@ class Dense(Layer):
 
     n: int = 1
     h: int = 1
-    w: int = 1
+    w: int = None       # None: follows h
     c: int = 512
     cout: int = 10
     bias: bool = True

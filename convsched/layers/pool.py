@@ -38,7 +38,7 @@ class Pool2d(Layer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     kind: str = "max"
     k: int | tuple = 2
@@ -146,7 +146,7 @@ class GlobalAvgPool2d(Layer):
 
     n: int = 1
     h: int = 7
-    w: int = 7
+    w: int = None       # None: follows h
     c: int = 512
     dtype: str = "float32"
 

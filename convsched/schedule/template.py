@@ -14,7 +14,8 @@ and optionally:
 
 Template names are "<layer>/<file stem>", e.g. "conv2d/nhwc_direct". Templates are searched in the
 directories given to add_template_dir(), then those custom layers name (their TEMPLATES), then
-$CONVSCHED_SCHEDULES, then the shipped schedules/.
+$CONVSCHED_SCHEDULES, then the shipped schedules/ (the repository's folder in a checkout, a copy inside an
+installed package: convsched/paths.py).
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ import numpy as np
 from .. import backend
 from ..errors import ConvschedError, KnobError, ScheduleError
 from ..layers import registry
+from ..paths import shipped_templates
 from .recorder import ScheduleBuilder
 from .steps import Schedule
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent.parent / "schedules"
+BUILTIN_DIR = shipped_templates()        # the repository's schedules/, or an installed package's copy
 MAX_KNOB_VALUES = 10_000      # a knob space is a list to search, not range(10**9): the search would never end
 _user_dirs: list[Path] = []
 _cache: dict = {}

@@ -43,11 +43,11 @@ class BinaryConv2d(Layer):
 
     n: int = 1
     h: int = 32
-    w: int = 32
+    w: int = None       # None: follows h
     cin: int = 64
     cout: int = 64
     kh: int = 3
-    kw: int = 3
+    kw: int = None      # None: follows kh
     stride: int | tuple = 1
     pad: int | tuple = 0
     pad_value: int = -1

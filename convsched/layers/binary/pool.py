@@ -54,7 +54,7 @@ class SegmentedBitPool(_BitInput, Layer):
 
     n: int = 1
     h: int = 14
-    w: int = 14
+    w: int = None       # None: follows h
     c: int = 64
     segments: int | tuple = 2
 
@@ -111,7 +111,7 @@ class BitMaxPool2d(_BitInput, Layer):
 
     n: int = 1
     h: int = 16
-    w: int = 16
+    w: int = None       # None: follows h
     c: int = 64
     k: int | tuple = 2
     stride: int | tuple = 2
@@ -181,7 +181,7 @@ class BitGlobalPool(_BitInput, Layer):
 
     n: int = 1
     h: int = 7
-    w: int = 7
+    w: int = None       # None: follows h
     c: int = 64
     mode: str = "majority"
 

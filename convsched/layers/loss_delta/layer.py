@@ -22,7 +22,7 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
     TE parts, declare.py); the compiled kernel is convsched.kernel.loss_delta.LossDeltaKernel."""
 
     h: int = 32
-    w: int = 32
+    w: int = None       # None: follows h
     cin: int = 32
     cout: int = 32
     classes: int = 10
