@@ -42,7 +42,7 @@ class L2Pool2d(CustomLayer):
     """
     n: int = 1
     h: int = 112
-    w: int = 112
+    w: int = None       # None: follows h
     c: int = 64
     k: int = 3
     stride: int = 2

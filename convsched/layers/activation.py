@@ -20,7 +20,7 @@ from .base import Declaration, Layer, TensorSpec, check_positive, relu
 class _Elementwise(Layer):
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
 
     ELEMENTWISE: ClassVar[bool] = True

@@ -324,7 +324,7 @@ class BiasGrad(Layer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
 
     KIND: ClassVar[str] = "bias_grad"
