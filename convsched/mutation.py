@@ -351,12 +351,15 @@ def fit_prototypes(pooled, labels, prototypes: int = 1, iters: int = 10, seed: i
 
 def train_layer(layer, deltas: Callable, images, labels, *, epochs: int = 10, batch: int = 128, flips=8,
                 fc_flips=None, per_channel: int | None = 1, accept: str = "check", seed: int = 0, init=None,
-                on_epoch: Callable | None = None, forward: Forward | None = None) -> Trained:
+                on_epoch: Callable | None = None, forward: Forward | None = None,
+                stop_after: int | None = None) -> Trained:
     """Train one LossDelta layer (conv + its own head) by mutation: `epochs` passes over the training set in
     shuffled minibatches of `batch` (the last, smaller one included), one optimiser step per minibatch.
 
     flips, fc_flips, per_channel, accept: as MutationOptimizer's; a function schedule takes the training
     progress f in [0, 1) (e.g. lambda f: 32 * 0.1 ** f anneals 32 -> 3 flips per step).
+    stop_after: run only the first stop_after epochs of the `epochs`-long schedule: exactly the start of the
+    full run (e.g. to time a slower delta function on the same steps).
     init: (conv_w, fc_w) to start from; default random (seeded). on_epoch(epoch, trained, row) is called after
     each epoch (and once before training, epoch 0) and may return a dict merged into the history row (e.g. a
     test accuracy). A history row has epoch, train_loss (mean per example over the whole training set),
@@ -389,7 +392,7 @@ def train_layer(layer, deltas: Callable, images, labels, *, epochs: int = 10, ba
         res.history.append(row)
 
     record(0, 0, 0)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, min(epochs, epochs if stop_after is None else stop_after) + 1):
         t0 = time.perf_counter()
         applied = fallbacks = 0
         perm = rng.permutation(len(x))
