@@ -92,22 +92,41 @@ class Forward:
         self.n = len(x)
         self.patches = layer.patches(x).reshape(self.n, layer.ph * layer.pw, -1)   # N, P, 9C uint8
         self.ones = self.patches.sum(-1, dtype=np.int64)                          # N, P
-
-    def _rows(self, idx):
-        return slice(None) if idx is None else np.asarray(idx)
+        self._last = None             # (rows, weights, float32 patches, counts) of the last minibatch call
 
     def counts(self, conv_w, idx=None) -> np.ndarray:
-        """(B, PH, PW, O) int64: mismatches (binary) or cost (ternary), as LossDelta.counts."""
-        L, r = self.layer, self._rows(idx)
-        X = self.patches[r].astype(np.float32)
-        W = np.asarray(conv_w).reshape(L.cout, -1)
-        if L.weights == "ternary":
+        """(B, PH, PW, O) int64: mismatches (binary) or cost (ternary), as LossDelta.counts.
+
+        A call on the same minibatch rows as the last one reuses its patches and recomputes only the channels
+        whose weights changed: an optimiser step evaluates the loss before and after a few flips, and a conv
+        flip changes one channel (on layer 2 of examples/train_digits.py the check took more time than the
+        compiled loss deltas before this)."""
+        L = self.layer
+        W = np.array(conv_w, copy=True).reshape(L.cout, -1)
+        last = self._last
+        if idx is not None and last is not None and np.array_equal(last[0], idx):
+            _, W0, X, c = last
+            changed = np.flatnonzero((W != W0).any(1))
+            if len(changed):
+                c = c.copy()
+                c[..., changed] = self._counts(X, W[changed], np.asarray(idx))
+        else:
+            r = slice(None) if idx is None else np.asarray(idx)
+            X = self.patches[r].astype(np.float32)
+            c = self._counts(X, W, r)
+        if idx is not None:
+            self._last = (np.array(idx, copy=True), W, X, c)
+        return c.reshape(-1, L.ph, L.pw, L.cout)
+
+    def _counts(self, X, W, rows) -> np.ndarray:
+        """Counts (B, P, len(W)) of weight rows W (K, 9C) on float32 patches X (B, P, 9C)."""
+        if self.layer.weights == "ternary":
             plus, minus = (W == 1).astype(np.float32), (W == -1).astype(np.float32)
             c = 2 * (plus.sum(1) - X @ plus.T) + 2 * (X @ minus.T) + (W == 0).sum(1)
         else:
             Wf = W.astype(np.float32)
-            c = self.ones[r][..., None] + Wf.sum(1) - 2 * (X @ Wf.T)
-        return np.rint(c).astype(np.int64).reshape(-1, L.ph, L.pw, L.cout)
+            c = self.ones[rows][..., None] + Wf.sum(1) - 2 * (X @ Wf.T)
+        return np.rint(c).astype(np.int64)
 
     def bits(self, conv_w, idx=None) -> np.ndarray:
         """The conv's output bits (B, PH, PW, O) uint8: what a frozen layer feeds to the next."""
@@ -384,8 +403,9 @@ def train_layer(layer, deltas: Callable, images, labels, *, epochs: int = 10, ba
     seconds = 0.0
 
     def record(epoch, applied, fallbacks):
-        row = dict(epoch=epoch, train_loss=float(fwd.loss(res.conv_w, res.fc_w, labels).mean()),
-                   train_acc=float((fwd.predict(res.conv_w, res.fc_w) == labels).mean()),
+        pooled, fc = fwd.pooled(res.conv_w), fwd.fc(res.fc_w)
+        row = dict(epoch=epoch, train_loss=float(layer.loss_of_bits(pooled, labels, fc)[0].mean()),
+                   train_acc=float((hamming(pooled, fc).argmax(1) == labels).mean()),
                    seconds=seconds, delta_seconds=opt.delta_seconds, flips=applied, fallbacks=fallbacks)
         if on_epoch is not None:
             row.update(on_epoch(epoch, res, row) or {})

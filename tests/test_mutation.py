@@ -177,6 +177,13 @@ def test_forward_equals_the_definition(kw):
     np.testing.assert_array_equal(f.loss(cw, fw, labels), layer.loss(cx, clab, ccw, cfc))
     idx = np.array([1, 4, 5])
     np.testing.assert_array_equal(f.loss(cw, fw, labels[idx], idx), layer.loss(cx[idx], clab[idx], ccw, cfc))
+    # the same rows again with two channels changed: Forward recomputes only those (its cache), exactly
+    cw2 = layer.random_inputs(1)[2]
+    cw2[[0, 2, 3]] = cw[[0, 2, 3]]
+    for w_ in (cw2, cw, cw):
+        np.testing.assert_array_equal(f.counts(w_, idx), layer.counts(cx[idx], layer.canon_inputs(x, labels, w_,
+                                                                                                   fw)[2]))
+    np.testing.assert_array_equal(f.counts(cw2, idx[::-1]), layer.counts(cx[idx[::-1]], cw2.astype(ccw.dtype)))
     # scores: the loss of each hypothetical label falls as its score rises (argmax score = argmin loss)
     s = f.scores(cw, fw)
     for k in range(layer.classes):
