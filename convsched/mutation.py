@@ -37,7 +37,7 @@ numpy definitions (`patches`, `seg_bits`, `loss_of_bits`, `canon_inputs`, `loss`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -327,7 +327,6 @@ class Trained:
     def with_prototypes(self, images, labels, prototypes: int, iters: int = 10, seed: int = 0) -> "Trained":
         """The same frozen conv with a head of `prototypes` rows per class fitted by fit_prototypes on these
         images' pooled bits: a LossDelta of classes * prototypes head classes (same head semantics)."""
-        from dataclasses import replace
         pooled = Forward(self.layer, images).pooled(self.conv_w)
         fc = fit_prototypes(pooled, labels, prototypes, iters=iters, seed=seed)
         layer = replace(self.layer, classes=len(fc))

@@ -64,6 +64,7 @@ def thermometer(images, levels: int) -> np.ndarray:
 
 
 def load(cfg: Config) -> dict:
+    # scikit-learn and matplotlib (the examples extra) are imported where used: the module imports without them
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     d = load_digits()
