@@ -24,15 +24,16 @@ Why the step is built this way:
   they are not capped.
 - accept="check" (default) recomputes the minibatch loss after the step; if the combined flips did not lower
   it, the step is undone and only the single best mutation is applied, whose effect is exactly its delta:
-  every checked step lowers the minibatch loss. accept="always" skips the check (half the forward passes;
-  the loss can then rise on a step, as with SGD).
+  every checked step lowers the minibatch loss. accept="always" skips the check (its forward passes; the
+  loss can then rise on a step, as with SGD).
 - `flips` may be a function of the step number: an annealing schedule (many flips early, few late).
 - Ties between equal deltas (they are small integers) are broken by a seeded random key, so a run is
   deterministic given its seed and its delta function, whichever exact implementation computes the deltas
   (the compiled kernel and `fast_numpy` give identical trajectories).
 
 This module sits above the kernels: it only calls the delta function it is given and the layer's public
-numpy definitions (`patches`, `seg_bits`, `loss_of_bits`, `canon_inputs`, `loss`); it imports no compiler.
+numpy definitions (`patches`, `seg_bits`, `loss_of_bits`, `canon_inputs`, `loss`); it imports no compiler
+(nothing of the package but TERNARY_STATES from convsched.layers).
 """
 from __future__ import annotations
 
@@ -42,8 +43,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-# The last axis of a ternary layer's conv deltas is the target state in this order (LossDelta's docstring).
-TERNARY_STATES = (1, 0, -1)
+from .layers.loss_delta import TERNARY_STATES     # the target states along a ternary layer's last delta axis
 
 
 class Flip(NamedTuple):
@@ -411,7 +411,8 @@ def train_layer(layer, deltas: Callable, images, labels, *, epochs: int = 10, ba
         res.history.append(row)
 
     record(0, 0, 0)
-    for epoch in range(1, min(epochs, epochs if stop_after is None else stop_after) + 1):
+    last = epochs if stop_after is None else min(epochs, stop_after)
+    for epoch in range(1, last + 1):
         t0 = time.perf_counter()
         applied = fallbacks = 0
         perm = rng.permutation(len(x))
