@@ -314,10 +314,6 @@ def records_for(layer, target, log=None, warn: bool = True) -> list[dict]:
             if not current(r, warn=False):
                 stale.append(r)
                 continue
-            if legal.finite_only(r):
-                if warn and is_good(r):
-                    _warn_finite_only(r, path)
-                continue
             why = legal.problem(r)
             if why is None:
                 fresh.append(r)
@@ -347,26 +343,6 @@ class _KnobCheck:
             return t.knob_problem(self.layer, self.target, rec["knobs"], self.spaces[name])
         except ConvschedError as e:          # a template that no longer loads or whose space fails
             return str(e)
-
-    def finite_only(self, rec: dict) -> bool:
-        """The record's template computes an algorithm the layer documents as wrong on inf/NaN inputs
-        (Winograd): today's tuner rejects it, so a record of it (measured before that check) is not used."""
-        try:
-            algorithm = get_template(rec["template"]).algorithm
-        except ConvschedError:
-            return False
-        return algorithm in getattr(self.layer, "FINITE_ONLY_ALGORITHMS", ())
-
-
-_finite_only_warned: set = set()
-
-
-def _warn_finite_only(rec: dict, path):
-    if (rec["template"], str(path)) not in _finite_only_warned:
-        _finite_only_warned.add((rec["template"], str(path)))
-        warnings.warn(f"{path}: ignoring tuning records of {rec['template']}: its algorithm gives NaN where the "
-                      f"reference gives inf (the tuner no longer picks it); compile it by name for finite inputs",
-                      stacklevel=4)
 
 
 _illegal_warned: set = set()
@@ -511,8 +487,6 @@ def best_records(paths, warn: bool = True, target=None) -> dict:
                     layer = _rebuild(r)
                     checks[wk] = None if layer is None else _KnobCheck(layer, target)
                 check = checks[wk]
-                if check is not None and check.finite_only(r):
-                    continue
                 why = None if check is None else check.problem(r)
                 if why:
                     if warn:

@@ -14,7 +14,7 @@ from .. import target as targets
 from ..errors import BuildError, ScheduleError
 from ..layers import Layer, LossDelta
 from ..schedule import Schedule, get_template
-from .kernel import Kernel, refusal
+from .kernel import FiniteOnly, Kernel, refusal
 from .loss_delta import LOSS_DELTA
 from .parts import MultiPart, Recipe, build_part
 
@@ -63,10 +63,27 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
             part = _build_best_record(layer, tgt, log, why_not)
         if part is None:
             part = build_part(layer, tgt, _recipe(layer, tgt, template, knobs, schedule), why_not)
-        return Kernel(layer, tgt, part.schedule, part.built, part.loop_nest)
+        built = part.built
+        if part.schedule.algorithm in layer.FINITE_ONLY_ALGORITHMS and why_not is None:
+            built = FiniteOnly(built, _float_inputs(layer), lambda: _exact_fallback(layer, tgt).built)
+        return Kernel(layer, tgt, part.schedule, built, part.loop_nest)
     recipes = _part_recipes(layer, tgt, spec, template, knobs, schedule, log)
     parts = {name: build_part(layer, tgt, r, why_not) for name, r in recipes.items()}
     return spec.assemble(layer, tgt, parts, recipes, why_not)
+
+
+def _float_inputs(layer) -> list:
+    return [i for i, spec in enumerate(layer.input_specs()) if spec.dtype.startswith("float")]
+
+
+def _exact_fallback(layer, tgt):
+    """The layer's default template, which follows reference() on inf and NaN: what a finite-only algorithm's
+    kernel runs on inputs it would get wrong (FiniteOnly)."""
+    template = layer.default_template()
+    if get_template(template).algorithm in layer.FINITE_ONLY_ALGORITHMS:
+        raise BuildError(f"{type(layer).__name__}: the default template {template} is finite-only too: "
+                         f"no exact fallback for inputs with inf or NaN")
+    return build_part(layer, tgt, Recipe(template))
 
 
 # TVM declares loops over a buffer with 32-bit indices: a bigger buffer fails deep inside TVM with "Literal value

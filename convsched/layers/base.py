@@ -40,7 +40,8 @@ class Layer:
     flops_per_op: ClassVar[int] = 2         # a MAC is two flops
     exact: ClassVar[bool] = False           # integer/bit outputs: tests compare exactly
     ALGORITHMS: ClassVar[tuple] = ("direct",)  # declarations declare(algorithm=...) offers; templates pick one
-    # algorithms documented to differ from reference() on inf/NaN inputs (the tuner's check rejects them)
+    # algorithms whose code differs from reference() on inf/NaN inputs: their kernels check the float inputs and
+    # run the default template on non-finite ones (kernel.FiniteOnly)
     FINITE_ONLY_ALGORITHMS: ClassVar[tuple] = ()
     # Sizes that default to another field: a field declared `w: int = None` takes h's value when not given, so
     # Conv2d(h=28) is 28x28 and Conv2d(kh=1) is 1x1, while an explicit w or kw wins. Resolved before any
@@ -211,8 +212,7 @@ class Layer:
     def nonfinite_inputs(self, seed: int = 0) -> list | None:
         """random_inputs(seed) with inf, -inf and NaN planted in the first float argument, or None when the layer
         has no float argument. The tuner checks every candidate on these as well as on random_inputs(), so a
-        schedule or algorithm that treats them otherwise than reference() (Winograd turns inf into NaN) is
-        never what the search picks."""
+        schedule or algorithm that treats them otherwise than reference() is never what the search picks."""
         xs = self.random_inputs(seed)
         for i, (a, spec) in enumerate(zip(xs, self.input_specs())):
             if np.dtype(spec.dtype).kind == "f" and a.size >= 3:

@@ -48,8 +48,8 @@ class Conv2d(Layer):
       im2col (NHWC, groups=1): "im2col" col[n, oh, ow, kh, kw, ci] (the patch matrix, rows = pixels),
                "conv" = GEMM col x w: spatial n, oh, ow, co; reduction kh, kw, ci.
       winograd2x2 (NHWC, 3x3, stride 1, dilation 1, groups=1): output tiles of 2x2, th = ceil(oh/2) etc.
-               Finite inputs only: an inf input gives NaN outputs (see layers/winograd.py), so the tuner
-               never picks it; every other algorithm gives reference()'s inf and NaN.
+               Its code is exact on finite inputs only (an inf input gives NaN outputs, layers/winograd.py):
+               its kernels check their float inputs and run the default template on inf or NaN.
                "pad" is padded up to whole tiles;
                "wino_u" U[e, u, ci, co] = G w G^T (the weight transform; axes e, u, ci, co; reduction none)
                "wino_v" V[e, u, n, th, tw, ci] = B^T d B (input transform of each 4x4 tile)

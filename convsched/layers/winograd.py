@@ -6,9 +6,10 @@ axes folds into straight-line code.
 
 Non-finite inputs: the transforms subtract input values from each other, so an inf in the input gives
 inf - inf = NaN in every output of its tiles, where the direct definition (reference()) gives +-inf; the
-same holds for weights. NaN stays where the definition puts it. The tuner checks every candidate on inputs
-with inf, -inf and NaN (Layer.nonfinite_inputs) and records a Winograd candidate as "wrong", so the search
-never picks it; compile it by name (template="conv2d/nhwc_winograd") only for finite inputs.
+same holds for weights. NaN stays where the definition puts it. So Conv2d lists "winograd2x2" in
+FINITE_ONLY_ALGORITHMS, and compile() wraps its code in kernel.FiniteOnly: a call with an inf or NaN in a
+float input runs the layer's default (direct) template instead; the tuner's check on inputs with inf and NaN
+then passes, and Winograd is picked where it is fastest.
 """
 from __future__ import annotations
 
