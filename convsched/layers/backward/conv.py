@@ -67,8 +67,9 @@ class Conv2dDataGrad(NestedLayer):
       "pad"      as in direct
       "partial"  spatial n, h, w, ci, lane; reduction kh, kw (flipped), cq: the sum over co = cq*16 + lane
       "dx"       spatial n, h, w, ci; reduction lane
-    winograd2x2 (stride 1, groups 1, 3x3, dilation 1; finite inputs only: inf becomes NaN, so never a default or
-      a tuner's pick, as for Conv2d): equivalent_conv()'s Winograd declaration on dy:
+    winograd2x2 (stride 1, groups 1, 3x3, dilation 1; finite inputs only: its code turns inf into NaN, so, as for
+      Conv2d, its kernels check the inputs and run the default template on inf or NaN, and it is never the
+      default): equivalent_conv()'s Winograd declaration on dy:
       "wt" the equivalent conv's HWIO weights, wt[i, j, c, o] = w[kh-1 - i, kw-1 - j, o, c]; axes i, j, c, o
       then "pad", "wino_u", "wino_v", "wino_m", "conv" as in Conv2d (cin and cout swapped); its template reuses
       the forward's (schedules/conv2d_data_grad/winograd.py).
@@ -128,9 +129,9 @@ class Conv2dDataGrad(NestedLayer):
         return self.forward.ops()
 
     def default_template(self):
-        # not Winograd, though it is faster on 56x56 and 28x28 (0.74 ms vs 1.27 / 1.23 ms for nhwc, 1 thread,
-        # Xeon rocketlake, 2026-12-01): it turns inf into NaN (FINITE_ONLY_ALGORITHMS), so, as for the forward
-        # Conv2d, it runs only when named (template="conv2d_data_grad/winograd")
+        # not Winograd, though it is faster on 56x56 and 28x28 (0.70-0.76 ms vs 1.17-1.27 ms for nhwc, 1 thread,
+        # Xeon rocketlake, 2026-12-01): it is finite-only, and the default template is what a finite-only kernel
+        # falls back to on inf or NaN (kernel.FiniteOnly); a tuning record (or template=) picks Winograd
         return "conv2d_data_grad/nhwc"
 
     def tolerance(self):
