@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...bits import popcount
+from ...bits import popcount, words
 from .definition import TERNARY_STATES, LossDeltas
 
 TABLE_MAX_SEGMENTS = 8       # up to 2^8 lookup entries per channel; more segments use per-class bit masks
@@ -77,6 +77,46 @@ class FastPath:
                 .transpose(0, 2, 1).astype(np.int32).copy()                    # B, O, classes
             out["a2"] = (2 * a).astype(np.int32)
         return out
+
+    # ---------------------------------------------------------------- the compiled kernel's glue, O(B*S*O)
+    def head_terms(self, old, labels, fc) -> tuple:
+        """What the compiled delta stage needs besides the forward's outputs, from the pooled bits old (B, S, O)
+        0/1, labels (B,) and fc (classes, S, O) bits:
+          a (B, classes) int64 = score_k - target_k;
+          lin (B, S, O) int64 = the loss delta when segment s alone flips its bit = sum_k (2 a_k e_ks + 1),
+            e_ks = +1 where fc[k, s, o] equals the old bit (the flip adds a mismatch) else -1;
+          fcm (S, O, KW) uint64: bit k of word k // 64 = fc[k, s, o] (the kernel derives the pair terms).
+        Matrix products in float64 (small integers: exact) instead of int64 einsums."""
+        B, C = old.shape[0], self.classes
+        oldf = old.reshape(B, -1).astype(np.float64)
+        fcf = fc.reshape(C, -1).astype(np.float64)
+        # score_k = popcount(fc_k ^ old) = |fc_k| + |old| - 2 <fc_k, old>
+        score = fcf.sum(1)[None] + oldf.sum(1)[:, None] - 2 * (oldf @ fcf.T)
+        target = np.where(np.arange(C)[None] == labels[:, None], self.nseg * self.cout, 0)
+        a = np.rint(score).astype(np.int64) - target
+        afc = np.rint(a.astype(np.float64) @ fcf).astype(np.int64).reshape(old.shape)   # sum_{k: fc=1} a_k
+        sa = a.sum(1)[:, None, None]
+        # sum_k a_k e_ks = sum a - 2 * (sum of a_k over the classes whose fc bit differs from the old bit)
+        lin = C + 2 * sa - 4 * np.where(old != 0, sa - afc, afc)
+        kw = words(C, 64)
+        bits = np.zeros((kw * 64,) + fc.shape[1:], np.uint8)
+        bits[:C] = fc
+        fcm = np.packbits(np.ascontiguousarray(np.moveaxis(bits, 0, -1)), axis=-1, bitorder="little").view(np.uint64)
+        return a, lin, np.ascontiguousarray(fcm)
+
+    def fc_deltas_of(self, a, old, fc, reduce: str) -> np.ndarray:
+        """FC deltas from head_terms' a: flipping fc[k, s, o] moves score_k by e = +-1, delta = 2 a_k e + 1
+        (e = +1 where fc[k, s, o] equals the old bit). reduce="sum": over the batch by one matrix product,
+        sum_n a_nk [fc != old_n] = fc ? sum_n a_nk - A : A with A = sum_n a_nk old_n; "none": (B,) + fc_shape."""
+        B, C = old.shape[0], self.classes
+        if reduce == "none":
+            e = np.where(fc[None] == old[:, None], 1, -1)                              # B, classes, S, O
+            return (2 * a[:, :, None, None] * e + 1).reshape((B,) + self.fc_shape)
+        A = np.rint(a.T.astype(np.float64) @ old.reshape(B, -1).astype(np.float64)).astype(np.int64)
+        A = A.reshape(C, self.nseg, self.cout)
+        sa = a.sum(0)[:, None, None]
+        differ = np.where(fc != 0, sa - A, A)                                          # sum_n a_nk [fc != old_n]
+        return (2 * sa - 4 * differ + B).reshape(self.fc_shape)
 
     def fc_deltas(self, info) -> np.ndarray:
         """(B,) + fc_shape: flipping fc[k, s, o] moves score_k by e = +-1: delta = 2 a_k e + 1."""

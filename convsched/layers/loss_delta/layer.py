@@ -35,7 +35,7 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
     op_unit: ClassVar[str] = "bit-MAC"   # ops() = the forward conv's bit-MACs, the floor of the work
     flops_per_op: ClassVar[int] = 1
     exact: ClassVar[bool] = True
-    ALGORITHMS: ClassVar[tuple] = ("forward", "deltas", "deltas_none")
+    ALGORITHMS: ClassVar[tuple] = ("forward", "forward8", "forward16", "forward32", "forward64")
 
     def __post_init__(self):
         check_positive(self, h=self.h, w=self.w, cin=self.cin, cout=self.cout, classes=self.classes, n=self.n)
@@ -74,6 +74,31 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         return (self.ph // self.segments[0], self.pw // self.segments[1])
 
     @property
+    def segment_grid(self) -> tuple:
+        """(SX, SY): segments down and across (the global head is one segment)."""
+        return tuple(self.segments) if self.head == "segmented" else (1, 1)
+
+    @property
+    def used_patches(self) -> tuple:
+        """(rows, cols) of the patch grid that belong to a segment: the forward conv computes only these."""
+        if self.head == "global":
+            return (self.ph, self.pw)
+        return (self.segments[0] * self.seg_shape[0], self.segments[1] * self.seg_shape[1])
+
+    @property
+    def mask_layout(self) -> tuple:
+        """(bits per word, words per segment row) of the row masks: one uint32 word per row of a segment up to
+        32 patches wide (the benchmark's 32x32 images), uint64 words otherwise."""
+        ws = self.seg_shape[1]
+        mb = 32 if ws <= 32 else 64
+        return mb, -(-ws // mb)
+
+    @property
+    def nflags(self) -> int:
+        """Flags per patch in the forward's row masks: active, then per band on and sensitive."""
+        return 1 + 2 * len(self.bands())
+
+    @property
     def seg_threshold(self) -> int:
         a, b = self.seg_shape
         return (a * b) // 2
@@ -85,20 +110,27 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
 
     @property
     def word_bits(self) -> int:
-        """Bits per packed word of the forward kernel: uint8 for C <= 8, uint16 for C <= 32, else uint64. AVX2
-        popcounts more narrow lanes per vector (on uint8 lanes the emulated popcount is just the vpshufb nibble
-        lookups); forward alone, 1 thread, AMD Zen 3, core pinned, 2026-11: 8->32 uint8 7.7 us/example vs 42
-        as uint32; 32->32 uint16 (2 words) 35 us vs 42 as uint32; 64->64 uint64 131 us vs 141 as uint16."""
+        """Bits per packed word of the forward conv where popcount is emulated (AVX2: LLVM's vpshufb nibble lookups,
+        which count narrow lanes in fewer steps): uint8 for C <= 8, uint16 for C <= 32, else uint64. Forward alone,
+        1 thread, AMD Zen 3, core pinned, 2026-11: 8->32 uint8 7.7 us/example vs 42 as uint32; 32->32 uint16
+        (2 words) 35 us vs 42 as uint32; 64->64 uint64 131 us vs 141 as uint16. forward_word_bits() is the choice
+        per target."""
         return 8 if self.cin <= 8 else 16 if self.cin <= 32 else 64
 
-    @property
-    def gather_dtype(self) -> str:
-        """Lanes of the delta kernel's G sums, which count at most one segment's patches: uint8 when that fits
-        (no widening of the input bytes, 32 lanes per AVX2 vector; segmented 2x2 128->128 delta kernel 370 ->
-        298 us/example, 1024->1024 12.6 -> 10.1 ms, 1 thread, AMD Zen 3, core pinned, 2026-11), else int16 or
-        int32."""
-        nps = self.seg_shape[0] * self.seg_shape[1]
-        return "uint8" if nps < 256 else "int16" if nps < 32768 else "int32"
+    def forward_word_bits(self, target) -> int:
+        """The word of the forward conv on `target`: with a native vector popcount of 32-bit lanes (AVX-512
+        VPOPCNTDQ) 17..32 channels take one uint32 word, because an input word is broadcast from memory for free
+        as a dword/qword (a load) but costs a shuffle-port uop as a byte or word (vpbroadcastb/w), the port
+        vpopcnt needs too: 2 of the 4 vector uops of a uint16 step sit on one port, a 75% cap. Narrower
+        channels keep their narrow words (a uint32 word of 8 channels would popcount 4x the bits). Otherwise
+        word_bits (the emulated popcount's choice)."""
+        if 16 < self.cin <= 32 and target.popcount_kind(32) == "vpopcntq":
+            return 32
+        return self.word_bits
+
+    def forward_algorithm(self, target) -> str:
+        """The forward declaration compiled for `target` (its word type: forward_word_bits)."""
+        return f"forward{self.forward_word_bits(target)}"
 
     @property
     def word_dtype(self) -> str:
