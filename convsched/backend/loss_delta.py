@@ -42,16 +42,19 @@ from tvm.script import tirx as T
 from . import Built
 
 def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, seg_threshold, nbands, classes,
-                groups, groups16, compress, per_example, ternary):
+                unit_bits, units, compress, ternlog, per_example, ternary, max_delta):
     """PrimFunc deltas(xb, w1, w2, stats, rowbits, lin, fcm, out), see the module docstring.
 
-    xb: the packed image bytes, Cp/8 bytes a pixel (+ 8 bytes of slack: a 64-bit load may pass the last pixel);
+    xb: the packed image bytes, Cp/8 bytes a pixel (+ 64 bytes of slack: a vector load may pass the last pixel);
     w1/w2: weight bits (O, 3, 3, Cp) as bytes (+ slack): binary the weight bits (w2 unused), ternary the +1
     and -1 planes; stats (B, S, 1 + 2 NB, O) int32 and rowbits (B, 1 + NB, SX*hs, SY, RW, O) from the
     forward part; lin (B, S, O) int64; fcm (S, O, KW) uint64: bit k of fc[k, s, o]; out: (NT, O, 3, 3*Cp)
     int64 batch sums, or (B, NT, O, 3, 3*Cp) per example (NT = 3 target states for ternary weights, else 1).
-    groups / groups16: 64-lane groups per chunk in uint8 / int16 lanes; compress: build patch lists with
-    vpcompressd (AVX-512) instead of a set-bit loop."""
+    unit_bits: the width of the bit-sliced counters' vectors (128, 256 or 512: a patch row's 3*Cp bits in
+    ceil(3*Cp / unit_bits) of them); units: vectors counted per pass over a patch list (their ones / twos /
+    fours planes stay in registers); compress: build patch lists with vpcompressd (AVX-512) instead of a
+    set-bit loop; ternlog: carry-save adders as vpternlogq (AVX-512; AVX512VL below 512 bits); max_delta: a
+    bound of one example's |loss delta| (int32 lanes and sums when it allows)."""
     SX, SY = segments
     S = SX * SY
     hs, ws = seg_shape
@@ -61,22 +64,32 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
     NF = 1 + 2 * NB
     O = cout
     RB = 3 * cp                          # mutation lanes of one patch row: 3 pixels of Cp bits
-    NG = (RB + 63) // 64                 # 64-lane groups per row
+    NG = (RB + 63) // 64                 # 64-lane groups per row (the delta accumulation's unit)
     TL = RB - 64 * (NG - 1)              # lanes of a row's last group
-    TG = 3 * NG                          # groups per channel
-    V = min(groups, TG)                  # groups per chunk
-    V16 = min(groups16, V)               # ... per int16 sub-pass
-    NSUB = (V + V16 - 1) // V16
-    NCH = (TG + V - 1) // V
+    TG = 3 * NG
+    VQ = unit_bits // 64                 # 64-bit words of one counter vector
+    VB = unit_bits // 8
+    # a row of at most half a vector shares it with the next rows, each in a slot of SLOT bits (128 or 256:
+    # 32 channels on AVX-512: the 3 rows of 96 bits in one zmm, 3 loads, instead of three vectors 81% empty)
+    SLOT = next(b for b in (128, 256, unit_bits) if b >= RB or b == unit_bits)
+    RPU = unit_bits // SLOT if SLOT < unit_bits else 1       # rows per counter vector
+    SQ = SLOT // 64
+    NU = (RB + unit_bits - 1) // unit_bits if RPU == 1 else 1   # counter vectors per row (split rows)
+    TU = 3 * NU if RPU == 1 else (3 + RPU - 1) // RPU       # counter vectors per channel
+    VU = min(units, TU) if RPU == 1 else TU                 # counter vectors per pass over a list
+    NPASS = (TU + VU - 1) // VU
+    NHI = max(1, (hs * ws).bit_length() - 4)   # count planes above ones / twos / fours / eights
     PXB = cp // 8                        # bytes per pixel
     XB = h * w * PXB                     # bytes per image
     WB = 9 * PXB                         # weight bytes per channel
     KW = (classes + 63) // 64
     LCAP = hs * ws + 16                  # list capacity per (segment, band): a compress stores 16 lanes
     thr = seg_threshold
-    need16 = hs * ws > 255               # a segment can hold more sensitive patches than uint8 lanes count
     NT = 3 if ternary else 1
     ALL = ~T.uint64(0)
+    acc_t = "int32" if max_delta < 2 ** 31 else "int64"
+    # batch sums in int32 lanes, added to the int64 output every FLUSH examples (and once at the end)
+    FLUSH = max(1, (2 ** 31 - 1) // max(1, max_delta)) if acc_t == "int32" else 1
 
     @T.macro
     def build_list(lst, rowbits_, n_, o_, b_, i0, sy, u_):
@@ -103,26 +116,125 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
                         cur[0] = cur[0] + 1
                         mm[0] = mm[0] & (mm[0] - T.Cast(mdt, 1))
 
+    def bits_of(xb_, n_, pix, v):
+        """Counter vector v's bits of the patch whose top-left pixel is pix: a part of one row, or the slots of
+        rows v * RPU .. (packed rows: one pass, so v is a constant once the unit loop is unrolled, and the test
+        of a slot past the third row folds away: that slot is zero, never loaded)."""
+        if RPU == 1:
+            return T.reinterpret(f"uint64x{VQ}", xb_[T.ramp(n_ * XB + (pix + (v // NU) * w) * PXB + (v % NU) * VB,
+                                                            1, VB)])
+        slots = [T.if_then_else(v * RPU + r < 3, T.reinterpret(f"uint64x{SQ}", xb_[T.ramp(
+            n_ * XB + (pix + (v * RPU + r) * w) * PXB, 1, SLOT // 8)]), T.Broadcast(T.uint64(0), SQ))
+            for r in range(RPU)]
+        return T.Shuffle(slots, list(range(VQ)))
+
+    def group_of(v, q):
+        """(row, 64-bit group within the row) of word q of counter vector v; the group is past the row's
+        groups (NG) for padding words."""
+        if RPU == 1:
+            return v // NU, (v % NU) * VQ + q
+        return v * RPU + q // SQ, q % SQ
+
+    def logic3(a, b_, c, imm, expr):
+        """A 3-input bit function: one vpternlogq (AVX-512) or its expression."""
+        if ternlog:
+            return T.call_llvm_pure_intrin(f"uint64x{VQ}", f"llvm.x86.avx512.pternlog.q.{unit_bits}", a, b_, c,
+                                           T.int32(imm))
+        return expr(a, b_, c)
+
+    def xor3(a, b_, c):
+        return logic3(a, b_, c, 0x96, lambda x, y, z: x ^ y ^ z)
+
+    def maj(a, b_, c):
+        return logic3(a, b_, c, 0xE8, lambda x, y, z: (x & y) | (z & (x ^ y)))
+
+    def vec(buf, i):
+        return buf[T.ramp(i * VQ, 1, VQ)]
+
     @T.macro
-    def gather_changed(G, dt, ng, xb_, lst, cnt, n_, u_, ub, g0, gofs, t1, t0, oldm, cm_):
-        """G over groups g0 + gofs .. + ng of the (segment, band) list u_ (cnt patches), then its flip masks
-        cm_[ub, bx, gofs + gl] for bx = 1 (G > t1) and bx = 0 (G < t0), xor the old bit."""
-        for gl in T.unroll(ng):
-            G[T.ramp(gl * 64, 1, 64)] = T.Broadcast(T.Cast(dt, 0), 64)
-        for k in range(cnt):
-            for gl in T.unroll(ng):
-                if gofs + gl < V and g0 + gofs + gl < TG:
-                    G[T.ramp(gl * 64, 1, 64)] = T.Select(
-                        T.Cast("boolx64", T.reinterpret("uint1x64", T.reinterpret("uint64", xb_[T.ramp(
-                            n_ * XB + (lst[u_ * LCAP + k] + ((g0 + gofs + gl) // NG) * w) * PXB
-                            + ((g0 + gofs + gl) % NG) * 8, 1, 8)]))),
-                        G[T.ramp(gl * 64, 1, 64)] + T.Broadcast(T.Cast(dt, 1), 64), G[T.ramp(gl * 64, 1, 64)])
-        for gl in T.unroll(ng):
-            if gofs + gl < V:
-                cm_[ub, 1, gofs + gl] = T.reinterpret("uint64", T.Cast(
-                    "uint1x64", G[T.ramp(gl * 64, 1, 64)] > T.Broadcast(T.Cast(dt, t1), 64))) ^ oldm
-                cm_[ub, 0, gofs + gl] = T.reinterpret("uint64", T.Cast(
-                    "uint1x64", G[T.ramp(gl * 64, 1, 64)] < T.Broadcast(T.Cast(dt, t0), 64))) ^ oldm
+    def csa(carry_buf, ci, plane_buf, pi, x, y):
+        """(carry, sum) = carry-save add of plane, x, y: the carry into carry_buf[ci], the sum back to the plane."""
+        carry_buf[T.ramp(ci * VQ, 1, VQ)] = maj(vec(plane_buf, pi), x, y)
+        plane_buf[T.ramp(pi * VQ, 1, VQ)] = xor3(vec(plane_buf, pi), x, y)
+
+    @T.macro
+    def ripple(tmp_, hi_, nhi_, vv):
+        """Add the bit vector tmp_[7] into the planes above eights (hi_[p]: bit 4 + p), rippling its carry."""
+        for p in range(nhi_):
+            tmp_[T.ramp(0, 1, VQ)] = vec(hi_, p * VU + vv) & vec(tmp_, 7)
+            hi_[T.ramp((p * VU + vv) * VQ, 1, VQ)] = vec(hi_, p * VU + vv) ^ vec(tmp_, 7)
+            tmp_[T.ramp(7 * VQ, 1, VQ)] = vec(tmp_, 0)
+
+    @T.macro
+    def count_pass(xb_, lst, lbase, cnt, n_, ub, v0, t1, t0, oldm, cm_):
+        """Counter vectors v0 .. v0 + VU - 1 (vector v: row v // NU, bits (v % NU) * unit_bits ...) summed over
+        the cnt patches of the list at lbase, bit-sliced: ones / twos / fours / eights planes in registers,
+        16 patches at a time through a tree of carry-save adders (Harley-Seal), the sixteens rippled into the
+        planes above (memory), the last cnt % 16 patches one by one; then per vector the flip masks
+        (G > t1) ^ old and (G < t0) ^ old into cm_[ub, bx, group] for its 64-bit groups."""
+        P = T.alloc_buffer((4 * VU * VQ,), "uint64", scope="global")       # plane q of vector vv: 4 * vv + q
+        tmp = T.alloc_buffer((8 * VQ,), "uint64", scope="global")
+        cmp = T.alloc_buffer((4 * VQ,), "uint64", scope="global")
+        hi = T.alloc_buffer((NHI * VU * VQ,), "uint64", scope="global")
+        for i in range(NHI * VU * VQ):
+            hi[i] = T.uint64(0)
+        for i in T.unroll(4 * VU):
+            P[T.ramp(i * VQ, 1, VQ)] = T.Broadcast(T.uint64(0), VQ)
+        # planes above eights this count needs: bit_length(cnt) - 4
+        nhi: T.int32 = T.max(0, 28 - T.Cast("int32", T.call_llvm_pure_intrin(
+            "int32", "llvm.ctlz.i32", T.max(cnt, 1), T.bool(False))))
+        for k16 in range(cnt // 16):
+            for vv in T.unroll(VU):
+                if v0 + vv < TU:
+                    X = T.meta_var([bits_of(xb_, n_, lst[lbase + k16 * 16 + j], v0 + vv) for j in range(16)])
+                    # tmp: 1, 2 twos carries; 3, 4 fours carries; 5, 6 eights carries; 7 the sixteens
+                    csa(tmp, 1, P, 4 * vv, X[0], X[1])
+                    csa(tmp, 2, P, 4 * vv, X[2], X[3])
+                    csa(tmp, 3, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
+                    csa(tmp, 1, P, 4 * vv, X[4], X[5])
+                    csa(tmp, 2, P, 4 * vv, X[6], X[7])
+                    csa(tmp, 4, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
+                    csa(tmp, 5, P, 4 * vv + 2, vec(tmp, 3), vec(tmp, 4))
+                    csa(tmp, 1, P, 4 * vv, X[8], X[9])
+                    csa(tmp, 2, P, 4 * vv, X[10], X[11])
+                    csa(tmp, 3, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
+                    csa(tmp, 1, P, 4 * vv, X[12], X[13])
+                    csa(tmp, 2, P, 4 * vv, X[14], X[15])
+                    csa(tmp, 4, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
+                    csa(tmp, 6, P, 4 * vv + 2, vec(tmp, 3), vec(tmp, 4))
+                    csa(tmp, 7, P, 4 * vv + 3, vec(tmp, 5), vec(tmp, 6))
+                    ripple(tmp, hi, nhi, vv)
+        for k in range(cnt % 16):
+            for vv in T.unroll(VU):
+                if v0 + vv < TU:
+                    tmp[T.ramp(7 * VQ, 1, VQ)] = bits_of(xb_, n_, lst[lbase + cnt - cnt % 16 + k], v0 + vv)
+                    for q in T.unroll(4):
+                        tmp[T.ramp(0, 1, VQ)] = vec(P, 4 * vv + q) & vec(tmp, 7)
+                        P[T.ramp((4 * vv + q) * VQ, 1, VQ)] = vec(P, 4 * vv + q) ^ vec(tmp, 7)
+                        tmp[T.ramp(7 * VQ, 1, VQ)] = vec(tmp, 0)
+                    ripple(tmp, hi, nhi, vv)
+        # G > t1 and G < t0, most significant plane first (G < 2 ** bit_length(cnt): the planes above are 0)
+        for vv in T.unroll(VU):
+            if v0 + vv < TU:
+                cmp[T.ramp(0, 1, VQ)] = T.Broadcast(T.uint64(0), VQ)             # G > t1 so far
+                cmp[T.ramp(VQ, 1, VQ)] = T.Broadcast(ALL, VQ)                    # G == t1 so far
+                cmp[T.ramp(2 * VQ, 1, VQ)] = T.Broadcast(T.uint64(0), VQ)        # G < t0 so far
+                cmp[T.ramp(3 * VQ, 1, VQ)] = T.Broadcast(ALL, VQ)                # G == t0 so far
+                for pp in range(nhi + 4):
+                    Gp = T.meta_var(T.Select(pp < nhi, vec(hi, (nhi - 1 - pp) * VU + vv),
+                                             vec(P, 4 * vv + T.max(0, 3 - T.max(0, pp - nhi)))))
+                    bit = T.meta_var(nhi + 3 - pp)
+                    b1 = T.meta_var(T.Broadcast(T.Select(((t1 >> bit) & 1) != 0, ALL, T.uint64(0)), VQ))
+                    b0 = T.meta_var(T.Broadcast(T.Select(((t0 >> bit) & 1) != 0, ALL, T.uint64(0)), VQ))
+                    cmp[T.ramp(0, 1, VQ)] = vec(cmp, 0) | (vec(cmp, 1) & Gp & ~b1)
+                    cmp[T.ramp(VQ, 1, VQ)] = vec(cmp, 1) & ~(Gp ^ b1)
+                    cmp[T.ramp(2 * VQ, 1, VQ)] = vec(cmp, 2) | (vec(cmp, 3) & ~Gp & b0)
+                    cmp[T.ramp(3 * VQ, 1, VQ)] = vec(cmp, 3) & ~(Gp ^ b0)
+                for q in T.unroll(VQ):
+                    gr = T.meta_var(group_of(v0 + vv, q))
+                    if gr[0] < 3 and gr[1] < NG:
+                        cm_[ub, 1, gr[0] * NG + gr[1]] = cmp[q] ^ oldm
+                        cm_[ub, 0, gr[0] * NG + gr[1]] = cmp[2 * VQ + q] ^ oldm
 
     @T.prim_func
     def deltas(xb_h: T.handle, w1_h: T.handle, w2_h: T.handle, stats_h: T.handle, rowbits_h: T.handle,
@@ -144,7 +256,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
             out = T.match_buffer(out_h, (NT, O, 3, RB), "int64")
         for o in T.parallel(O):
             # per unfixed segment u: its index, old bit (all ones or 0), and per band: unfixed?, G thresholds,
-            # sensitive count; the patch lists; the flip masks of the chunk; the terms of one group
+            # sensitive count; the patch lists; the flip masks; the terms of one group; the channel's sums
             us = T.alloc_buffer((S + 1,), "int32", scope="global")
             uold = T.alloc_buffer((S + 1,), "uint64", scope="global")
             ufl = T.alloc_buffer((S * NB + 1,), "int32", scope="global")
@@ -153,13 +265,13 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
             usc = T.alloc_buffer((S * NB + 1,), "int32", scope="global")
             nu = T.alloc_buffer((2,), "int32", scope="global")
             anyf = T.alloc_buffer((2,), "int32", scope="global")
+            state = T.alloc_buffer((2,), "int32", scope="global")        # [flushed once, sums pending]
             lists = T.alloc_buffer((S * NB * LCAP,), "int32", scope="global")
-            cm = T.alloc_buffer((S * NB, 2, V), "uint64", scope="global")
+            cm = T.alloc_buffer((S * NB, 2, TG), "uint64", scope="global")
             ch = T.alloc_buffer((S + 1,), "uint64", scope="global")
-            acc = T.alloc_buffer((64,), "int64", scope="global")
+            acc = T.alloc_buffer((64,), acc_t, scope="global")
             pc = T.alloc_buffer((2,), "int32", scope="global")
-            G = T.alloc_buffer((V * 64,), "uint8", scope="global")
-            G16 = T.alloc_buffer((V16 * 64,), "int16", scope="global")
+            row = T.alloc_buffer((NT * 3 * NG * 64,), acc_t, scope="global")
             # whole-buffer writes first (see the module docstring: CompactBufferAllocation)
             for i in range(S + 1):
                 us[i] = 0
@@ -172,13 +284,12 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
                 usc[i] = 0
             for i in range(S * NB * LCAP):
                 lists[i] = 0
-            for i0, i1, i2 in T.grid(S * NB, 2, V):
+            for i0, i1, i2 in T.grid(S * NB, 2, TG):
                 cm[i0, i1, i2] = T.uint64(0)
-            if not per_example:
-                for t, di, gz in T.grid(NT, 3, NG):
-                    for l in T.vectorized(64):
-                        if gz * 64 + l < RB:
-                            out[t, o, di, gz * 64 + l] = T.int64(0)
+            for i in range(NT * 3 * NG):
+                row[T.ramp(i * 64, 1, 64)] = T.Broadcast(T.Cast(acc_t, 0), 64)
+            state[0] = 0
+            state[1] = 0
             for n in range(batch):
                 # 1. the segments whose pooled bit can change, and their thresholds
                 nu[0] = 0
@@ -203,78 +314,85 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
                                 if gz * 64 + l < RB:
                                     out[n, t, o, di, gz * 64 + l] = T.int64(0)
                 if nuv > 0:
-                    # 2. the sensitive patches of each unfixed (segment, band)
+                    # 2. the sensitive patches of each unfixed (segment, band); 3. their bit sums and flip masks
                     for u in range(nuv):
                         for b in range(NB):
                             if ufl[u * NB + b] != 0:
                                 build_list(lists, rowbits, n, o, b, (us[u] // SY) * hs, us[u] % SY, u * NB + b)
-                    for c in range(NCH):
-                        # 3. G and the flip masks of this chunk's groups
-                        for u in range(nuv):
-                            for b in range(NB):
-                                if ufl[u * NB + b] != 0:
-                                    if (not need16) or usc[u * NB + b] <= 255:
-                                        gather_changed(G, "uint8", V, xb, lists, usc[u * NB + b], n, u * NB + b,
-                                                       u * NB + b, c * V, 0, ut1[u * NB + b], ut0[u * NB + b],
-                                                       uold[u], cm)
-                                    else:
-                                        for sub in range(NSUB):
-                                            gather_changed(G16, "int16", V16, xb, lists, usc[u * NB + b], n,
-                                                           u * NB + b, u * NB + b, c * V, sub * V16,
-                                                           ut1[u * NB + b], ut0[u * NB + b], uold[u], cm)
+                                for c in range(NPASS):
+                                    count_pass(xb, lists, (u * NB + b) * LCAP, usc[u * NB + b], n, u * NB + b,
+                                               c * VU, ut1[u * NB + b], ut0[u * NB + b], uold[u], cm)
+                            else:
+                                for gl in range(TG):
+                                    cm[u * NB + b, 0, gl] = T.uint64(0)
+                                    cm[u * NB + b, 1, gl] = T.uint64(0)
+                    # 4. the loss deltas of each group's lanes
+                    for gl in range(TG):
+                        di = T.meta_var(gl // NG)
+                        g = T.meta_var(gl % NG)
+                        wa = T.meta_var(T.reinterpret("uint64", w1[T.ramp(o * WB + di * (RB // 8) + g * 8, 1, 8)]))
+                        wm = T.meta_var(T.reinterpret("uint64", w2[T.ramp(o * WB + di * (RB // 8) + g * 8, 1, 8)]))
+                        for t in range(NT):
+                            # the lanes whose segment u flips under this group's mutations
+                            for u in range(nuv):
+                                if ternary:
+                                    # by target state t (+1, 0, -1) and current state (wa: +1, wm: -1, neither:
+                                    # 0) the (band, bx) of LossDelta's TERNARY_RULES: +1: 0 -> (1, 0),
+                                    # -1 -> (2, 0); 0: +1 -> (1, 1), -1 -> (1, 0); -1: +1 -> (2, 1),
+                                    # 0 -> (1, 1); the current state itself: no flip
+                                    ch[u] = T.Select(
+                                        t == 0, (~(wa | wm) & cm[u * NB, 0, gl]) | (wm & cm[u * NB + NB - 1, 0, gl]),
+                                        T.Select(t == 1, (wa & cm[u * NB, 1, gl]) | (wm & cm[u * NB, 0, gl]),
+                                                 (wa & cm[u * NB + NB - 1, 1, gl]) | (~(wa | wm) & cm[u * NB, 1, gl])))
                                 else:
-                                    for gl in range(V):
-                                        cm[u * NB + b, 0, gl] = T.uint64(0)
-                                        cm[u * NB + b, 1, gl] = T.uint64(0)
-                        # 4. the loss deltas of each group's lanes
-                        for gl in range(V):
-                            if c * V + gl < TG:
-                                di = T.meta_var((c * V + gl) // NG)
-                                g = T.meta_var((c * V + gl) % NG)
-                                wa = T.meta_var(T.reinterpret("uint64", w1[T.ramp(o * WB + di * (RB // 8) + g * 8, 1, 8)]))
-                                wm = T.meta_var(T.reinterpret("uint64", w2[T.ramp(o * WB + di * (RB // 8) + g * 8, 1, 8)]))
-                                for t in range(NT):
-                                    # the lanes whose segment u flips under this group's mutations
-                                    for u in range(nuv):
-                                        if ternary:
-                                            # by target state t (+1, 0, -1) and current state (wa: +1, wm: -1,
-                                            # neither: 0) the (band, bx) of LossDelta's TERNARY_RULES:
-                                            # +1: 0 -> (1, 0), -1 -> (2, 0); 0: +1 -> (1, 1), -1 -> (1, 0);
-                                            # -1: +1 -> (2, 1), 0 -> (1, 1); the current state itself: no flip
-                                            ch[u] = T.Select(
-                                                t == 0, (~(wa | wm) & cm[u * NB, 0, gl]) | (wm & cm[u * NB + NB - 1, 0, gl]),
-                                                T.Select(t == 1, (wa & cm[u * NB, 1, gl]) | (wm & cm[u * NB, 0, gl]),
-                                                         (wa & cm[u * NB + NB - 1, 1, gl]) | (~(wa | wm) & cm[u * NB, 1, gl])))
-                                        else:
-                                            ch[u] = (wa & cm[u, 1, gl]) | (~wa & cm[u, 0, gl])
-                                    for l8 in T.unroll(8):
-                                        acc[T.ramp(l8 * 8, 1, 8)] = T.Broadcast(T.int64(0), 8)
-                                    for u in range(nuv):
+                                    ch[u] = (wa & cm[u, 1, gl]) | (~wa & cm[u, 0, gl])
+                            for l8 in T.unroll(4):
+                                acc[T.ramp(l8 * 16, 1, 16)] = T.Broadcast(T.Cast(acc_t, 0), 16)
+                            for u in range(nuv):
+                                acc[T.ramp(0, 1, 64)] = acc[T.ramp(0, 1, 64)] + T.Select(
+                                    T.Cast("boolx64", T.reinterpret("uint1x64", ch[u])),
+                                    T.Broadcast(T.Cast(acc_t, lin[n, us[u], o]), 64), T.Broadcast(T.Cast(acc_t, 0), 64))
+                                for u2 in range(nuv):
+                                    if u2 > u:
+                                        pc[0] = 0
+                                        for kw in range(KW):
+                                            pc[0] = pc[0] + T.Cast("int32", T.popcount(fcm[us[u], o, kw] ^ fcm[us[u2], o, kw]))
                                         acc[T.ramp(0, 1, 64)] = acc[T.ramp(0, 1, 64)] + T.Select(
-                                            T.Cast("boolx64", T.reinterpret("uint1x64", ch[u])),
-                                            T.Broadcast(lin[n, us[u], o], 64), T.Broadcast(T.int64(0), 64))
-                                        for u2 in range(nuv):
-                                            if u2 > u:
-                                                pc[0] = 0
-                                                for kw in range(KW):
-                                                    pc[0] = pc[0] + T.Cast("int32", T.popcount(fcm[us[u], o, kw] ^ fcm[us[u2], o, kw]))
-                                                acc[T.ramp(0, 1, 64)] = acc[T.ramp(0, 1, 64)] + T.Select(
-                                                    T.Cast("boolx64", T.reinterpret("uint1x64", ch[u] & ch[u2])),
-                                                    T.Broadcast(T.Cast("int64", 2 * classes - 4 * T.Select(
-                                                        uold[u] == uold[u2], pc[0], classes - pc[0])), 64),
-                                                    T.Broadcast(T.int64(0), 64))
-                                    if g == NG - 1:
-                                        if per_example:
-                                            out[n, t, o, di, T.ramp(g * 64, 1, TL)] = acc[T.ramp(0, 1, TL)]
-                                        else:
-                                            out[t, o, di, T.ramp(g * 64, 1, TL)] = (
-                                                out[t, o, di, T.ramp(g * 64, 1, TL)] + acc[T.ramp(0, 1, TL)])
-                                    else:
-                                        if per_example:
-                                            out[n, t, o, di, T.ramp(g * 64, 1, 64)] = acc[T.ramp(0, 1, 64)]
-                                        else:
-                                            out[t, o, di, T.ramp(g * 64, 1, 64)] = (
-                                                out[t, o, di, T.ramp(g * 64, 1, 64)] + acc[T.ramp(0, 1, 64)])
+                                            T.Cast("boolx64", T.reinterpret("uint1x64", ch[u] & ch[u2])),
+                                            T.Broadcast(T.Cast(acc_t, 2 * classes - 4 * T.Select(
+                                                uold[u] == uold[u2], pc[0], classes - pc[0])), 64),
+                                            T.Broadcast(T.Cast(acc_t, 0), 64))
+                            if per_example:
+                                if g == NG - 1:
+                                    out[n, t, o, di, T.ramp(g * 64, 1, TL)] = T.Cast(f"int64x{TL}", acc[T.ramp(0, 1, TL)])
+                                else:
+                                    out[n, t, o, di, T.ramp(g * 64, 1, 64)] = T.Cast("int64x64", acc[T.ramp(0, 1, 64)])
+                            else:
+                                row[T.ramp(((t * 3 + di) * NG + g) * 64, 1, 64)] = (
+                                    row[T.ramp(((t * 3 + di) * NG + g) * 64, 1, 64)] + acc[T.ramp(0, 1, 64)])
+                    state[1] = 1
+                if not per_example:
+                    # the int32 sums into the int64 output before they could overflow, and at the end: a store
+                    # the first time (the output row is written once per call when the batch fits a flush)
+                    if (state[1] != 0 and ((n + 1) % FLUSH == 0 or n == batch - 1)) or (n == batch - 1 and state[0] == 0):
+                        for t, di, gz in T.grid(NT, 3, NG):
+                            if state[0] == 0:
+                                if gz == NG - 1:
+                                    out[t, o, di, T.ramp(gz * 64, 1, TL)] = T.Cast(
+                                        f"int64x{TL}", row[T.ramp(((t * 3 + di) * NG + gz) * 64, 1, TL)])
+                                else:
+                                    out[t, o, di, T.ramp(gz * 64, 1, 64)] = T.Cast(
+                                        "int64x64", row[T.ramp(((t * 3 + di) * NG + gz) * 64, 1, 64)])
+                            else:
+                                if gz == NG - 1:
+                                    out[t, o, di, T.ramp(gz * 64, 1, TL)] = out[t, o, di, T.ramp(gz * 64, 1, TL)] + T.Cast(
+                                        f"int64x{TL}", row[T.ramp(((t * 3 + di) * NG + gz) * 64, 1, TL)])
+                                else:
+                                    out[t, o, di, T.ramp(gz * 64, 1, 64)] = out[t, o, di, T.ramp(gz * 64, 1, 64)] + T.Cast(
+                                        "int64x64", row[T.ramp(((t * 3 + di) * NG + gz) * 64, 1, 64)])
+                            row[T.ramp(((t * 3 + di) * NG + gz) * 64, 1, 64)] = T.Broadcast(T.Cast(acc_t, 0), 64)
+                        state[0] = 1
+                        state[1] = 0
     return deltas
 
 

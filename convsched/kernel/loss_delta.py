@@ -87,9 +87,11 @@ class DeltaStage:
         mb, rw = L.mask_layout
         return dict(h=L.h, w=L.w, cp=self.cp, cout=L.cout, segments=L.segment_grid, seg_shape=L.seg_shape,
                     mask_bits=mb, row_words=rw, seg_threshold=L.seg_threshold, nbands=len(L.bands()),
-                    classes=L.classes, groups=self.knobs["groups"], groups16=self.knobs["groups16"],
+                    classes=L.classes, unit_bits=self.knobs["unit_bits"], units=self.knobs["units"],
                     compress=self.knobs["compress"], per_example=reduce == "none",
-                    ternary=L.weights == "ternary")
+                    ternlog=self.target.has("avx512f") and (self.knobs["unit_bits"] == 512 or
+                                                            self.target.has("avx512vl")),
+                    ternary=L.weights == "ternary", max_delta=L.max_delta)
 
     def func(self, reduce: str):
         if reduce not in self._funcs:

@@ -141,6 +141,13 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         return words(self.cin, self.word_bits)
 
     @property
+    def max_delta(self) -> int:
+        """A bound of one example's |loss delta| for a conv mutation: with a_k = score_k - target_k (|a_k| <=
+        S*O) and d_k the change of score k (|d_k| <= S, the segments flipped), sum_k |2 a_k d_k + d_k^2|."""
+        S = self.nseg
+        return self.classes * (2 * S * self.cout * S + S * S)
+
+    @property
     def conv_shape(self) -> tuple:
         s = (self.cout, 3, 3, self.cin)
         return s + (3,) if self.weights == "ternary" else s
