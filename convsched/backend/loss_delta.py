@@ -84,6 +84,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
     WB = 9 * PXB                         # weight bytes per channel
     KW = (classes + 63) // 64
     LCAP = hs * ws + 16                  # list capacity per (segment, band): a compress stores 16 lanes
+    CPR = (min(MB, ws) + 15) // 16       # 16-patch compresses per row word (a row of 7 patches needs one)
     thr = seg_threshold
     NT = 3 if ternary else 1
     ALL = ~T.uint64(0)
@@ -99,7 +100,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
         for ii in range(hs):
             for rw in range(RW):
                 if compress:
-                    for hh in T.unroll(MB // 16):
+                    for hh in T.unroll(CPR):
                         lst[T.ramp(u_ * LCAP + cur[0], 1, 16)] = T.call_llvm_pure_intrin(
                             "int32x16", "llvm.x86.avx512.mask.compress.v16i32",
                             T.ramp((i0 + ii) * w + sy * ws + rw * MB + hh * 16, 1, 16), T.Broadcast(T.int32(0), 16),
