@@ -20,7 +20,7 @@ example n:
   4. the loss delta of each lane: with d_k the change of class k's score and a_k = score_k - target_k,
      delta = sum_k (2 a_k d_k + d_k^2), and d_k = sum over the flipped segments s of e_ks (+1 where fc[k,s,o]
      equals the old bit, else -1), so delta = sum_{s flipped} lin_s + sum_{s<s' flipped} q_ss' with
-     lin_s = sum_k (2 a_k e_ks + 1) (an argument, from the host) and q_ss' = 2 sum_k e_ks e_ks' =
+     lin_s = sum_k (2 a_k e_ks + 1) and q_ss' = 2 sum_k e_ks e_ks' =
      2 classes - 4 |E_s ^ E_s'| (E_s the classes with e_ks = -1; from fc's class masks and the old bits):
      masked adds of broadcast terms over the lanes, for the unfixed segments only -- no 2^S table, no
      per-class masks, any number of segments.
@@ -48,7 +48,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
     xb: the packed image bytes, Cp/8 bytes a pixel (+ 64 bytes of slack: a vector load may pass the last pixel);
     w1/w2: weight bits (O, 3, 3, Cp) as bytes (+ slack): binary the weight bits (w2 unused), ternary the +1
     and -1 planes; stats (B, S, 1 + 2 NB, O) int32 and rowbits (B, 1 + NB, SX*hs, SY, RW, O) from the
-    forward part; lin (B, S, O) int64; fcm (S, O, KW) uint64: bit k of fc[k, s, o]; out: (NT, O, 3, 3*Cp)
+    forward part; a (B, classes) int32: score_k - target_k; fcm (S, O, KW) uint64: bit k of fc[k, s, o]; out: (NT, O, 3, 3*Cp)
     int64 batch sums, or (B, NT, O, 3, 3*Cp) per example (NT = 3 target states for ternary weights, else 1).
     unit_bits: the width of the bit-sliced counters' vectors (128, 256 or 512: a patch row's 3*Cp bits in
     ceil(3*Cp / unit_bits) of them); units: vectors counted per pass over a patch list (their ones / twos /
@@ -239,7 +239,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
 
     @T.prim_func
     def deltas(xb_h: T.handle, w1_h: T.handle, w2_h: T.handle, stats_h: T.handle, rowbits_h: T.handle,
-               lin_h: T.handle, fcm_h: T.handle, out_h: T.handle):
+               a_h: T.handle, fcm_h: T.handle, out_h: T.handle):
         T.func_attr({"global_symbol": "deltas", "tir.noalias": True})
         batch = T.int32()
         nx = T.int32()
@@ -249,7 +249,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
         w2 = T.match_buffer(w2_h, (nw,), "uint8")
         stats = T.match_buffer(stats_h, (batch, S, NF, O), "int32")
         rowbits = T.match_buffer(rowbits_h, (batch, 1 + NB, SX * hs, SY, RW, O), mdt)
-        lin = T.match_buffer(lin_h, (batch, S, O), "int64")
+        a = T.match_buffer(a_h, (batch, classes), "int32")
         fcm = T.match_buffer(fcm_h, (S, O, KW), "uint64")
         if per_example:
             out = T.match_buffer(out_h, (batch, NT, O, 3, RB), "int64")
@@ -270,6 +270,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
             lists = T.alloc_buffer((S * NB * LCAP,), "int32", scope="global")
             cm = T.alloc_buffer((S * NB, 2, TG), "uint64", scope="global")
             ch = T.alloc_buffer((S + 1,), "uint64", scope="global")
+            ulin = T.alloc_buffer((S + 1,), "int32", scope="global")
             acc = T.alloc_buffer((64,), acc_t, scope="global")
             pc = T.alloc_buffer((2,), "int32", scope="global")
             row = T.alloc_buffer((NT * 3 * NG * 64,), acc_t, scope="global")
@@ -278,6 +279,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
                 us[i] = 0
                 uold[i] = T.uint64(0)
                 ch[i] = T.uint64(0)
+                ulin[i] = 0
             for i in range(S * NB + 1):
                 ufl[i] = 0
                 ut1[i] = 0
@@ -315,6 +317,16 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
                                 if gz * 64 + l < RB:
                                     out[n, t, o, di, gz * 64 + l] = T.int64(0)
                 if nuv > 0:
+                    # the loss delta when segment u alone flips: lin_u = sum_k (2 a_k e_ku + 1) = classes +
+                    # 2 sum_k a_k - 4 sum of a_k over E_u (the classes whose fc bit differs from the old bit)
+                    for u in range(nuv):
+                        pc[0] = 0
+                        pc[1] = 0
+                        for k in range(classes):
+                            pc[0] = pc[0] + a[n, k]
+                            pc[1] = pc[1] + T.Select(((fcm[us[u], o, k // 64] ^ uold[u]) >> T.Cast("uint64", k % 64))
+                                                     & T.uint64(1) != T.uint64(0), a[n, k], 0)
+                        ulin[u] = classes + 2 * pc[0] - 4 * pc[1]
                     # 2. the sensitive patches of each unfixed (segment, band); 3. their bit sums and flip masks
                     for u in range(nuv):
                         for b in range(NB):
@@ -352,7 +364,7 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
                             for u in range(nuv):
                                 acc[T.ramp(0, 1, 64)] = acc[T.ramp(0, 1, 64)] + T.Select(
                                     T.Cast("boolx64", T.reinterpret("uint1x64", ch[u])),
-                                    T.Broadcast(T.Cast(acc_t, lin[n, us[u], o]), 64), T.Broadcast(T.Cast(acc_t, 0), 64))
+                                    T.Broadcast(T.Cast(acc_t, ulin[u]), 64), T.Broadcast(T.Cast(acc_t, 0), 64))
                                 for u2 in range(nuv):
                                     if u2 > u:
                                         pc[0] = 0
@@ -395,6 +407,66 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
                         state[0] = 1
                         state[1] = 0
     return deltas
+
+
+def packable(cin: int) -> bool:
+    """Whether pack_func handles images of `cin` channels: whole 64-bit words per pixel, or one 8/16/32-bit one
+    (the words then have no pad bits)."""
+    return cin % 64 == 0 or cin in (8, 16, 32)
+
+
+def pack_func(*, pixels, cin):
+    """PrimFunc pack(x, xb, bad): images of `pixels` pixels of `cin` 0/1 bytes each (uint8 or bool, any
+    alignment) -> their bits, cin / 8 bytes a pixel, into xb; bad[n] = 1 where image n has a byte other than 0
+    or 1. A 64-byte chunk is one vpsllw + vpmovb2m + kmov on AVX-512 (LLVM's lowering of a bool truncation),
+    where numpy's check + packbits + copy made three passes over the bytes."""
+    assert packable(cin)
+    CH = min(64, cin)                   # bytes (= bits) per chunk
+    NQ = cin // CH
+    wdt = f"uint{CH}"
+
+    def high_bits(v):
+        """The OR of the bits above bit 0 of the CH bytes of v, as one uint64."""
+        words_ = T.reinterpret("uint64" if CH == 8 else f"uint64x{CH // 8}", v & T.Broadcast(T.uint8(0xFE), CH))
+        if CH == 8:
+            return words_
+        return T.call_llvm_pure_intrin("uint64", f"llvm.vector.reduce.or.v{CH // 8}i64", words_)
+
+    @T.prim_func
+    def pack(x_h: T.handle, xb_h: T.handle, bad_h: T.handle):
+        T.func_attr({"global_symbol": "pack", "tir.noalias": True})
+        batch = T.int32()
+        nxb = T.int32()
+        x = T.match_buffer(x_h, (batch * pixels * cin,), "uint8", align=1, offset_factor=1)
+        xb = T.match_buffer(xb_h, (nxb,), "uint8")
+        bad = T.match_buffer(bad_h, (batch,), "uint8")
+        for n in T.parallel(batch):
+            acc = T.alloc_buffer((CH,), "uint8", scope="global")
+            acc[T.ramp(0, 1, CH)] = T.Broadcast(T.uint8(0), CH)
+            for p, q in T.grid(pixels, NQ):
+                acc[T.ramp(0, 1, CH)] = acc[T.ramp(0, 1, CH)] | x[T.ramp(((n * pixels + p) * NQ + q) * CH, 1, CH)]
+                if CH == 8:
+                    xb[(n * pixels + p) * NQ + q] = T.reinterpret(wdt, T.Cast(f"uint1x{CH}", x[T.ramp(
+                        ((n * pixels + p) * NQ + q) * CH, 1, CH)]))
+                else:
+                    xb[T.ramp(((n * pixels + p) * NQ + q) * (CH // 8), 1, CH // 8)] = T.reinterpret(
+                        f"uint8x{CH // 8}", T.reinterpret(wdt, T.Cast(f"uint1x{CH}", x[T.ramp(
+                            ((n * pixels + p) * NQ + q) * CH, 1, CH)])))
+            bad[n] = T.Cast("uint8", high_bits(acc[T.ramp(0, 1, CH)]) != T.uint64(0))
+    return pack
+
+
+@lru_cache(maxsize=64)
+def _build_pack(pixels, cin, target_dict_items):
+    ex = tvm.compile(tvm.IRModule({"pack": pack_func(pixels=pixels, cin=cin)}),
+                     target=tvm.target.Target(dict(target_dict_items)))
+    return Built(ex, None, name="pack")
+
+
+def build_pack(pixels: int, cin: int, target) -> Built:
+    """The compiled pack_func for images of `pixels` pixels of `cin` channels on `target` (cached)."""
+    tdict = target.to_tvm()
+    return _build_pack(pixels, cin, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in tdict.items()))
 
 
 @lru_cache(maxsize=64)

@@ -19,7 +19,7 @@ import numpy as np
 from .. import bits
 from ..backend import num_threads
 from ..backend.binary import assembly
-from ..backend.loss_delta import build_deltas, deltas_func
+from ..backend.loss_delta import build_deltas, build_pack, deltas_func, packable
 from ..errors import TargetError
 from ..layers.loss_delta import LossDeltas
 from ..schedule import Schedule, get_template
@@ -121,6 +121,9 @@ class LossDeltaKernel:
         self._forward = parts["forward"].built
         self._deltas = parts["deltas"].built
         self.word_bits = layer.forward_word_bits(target)
+        self._pack = ({"images": build_pack(layer.h * layer.w, layer.cin, target),
+                       "weights": build_pack(9 * layer.cout, layer.cin, target)}
+                      if packable(layer.cin) and not refusal else None)
         self._scratch = _Scratch()
         self._results = _Results()
         self.source = "compiled"
@@ -150,38 +153,86 @@ class LossDeltaKernel:
         return assembly(self._parts[part].built)
 
     # ------------------------------------------------------------------ the stages of a call
-    def pack(self, x, w) -> tuple:
-        """The packed arguments: (forward's [image words, weight words...], image bytes and weight planes for the
-        delta stage). The image words are a view of the byte buffer the delta stage reads (with slack)."""
-        L, S = self.layer, self._scratch
+    def arguments(self, images, labels, conv_w, fc_w) -> tuple:
+        """(xb, x_words, labels, forward weights, delta weight planes, fc): the arguments checked as
+        LossDelta.canon_inputs does and packed into this thread's buffers. xb: the image bits as bytes with
+        slack (the delta stage reads them), x_words: the forward's view of the same bytes; the forward's weight
+        words are laid out (3, 3, cw, O), the delta stage's planes (O, 3, 3, Cp) as bytes. 0/1 bytes (uint8 or
+        bool) of a supported width are checked and packed in one compiled pass (backend.loss_delta.pack_func);
+        anything else goes through bits.as_bits and numpy."""
+        L = self.layer
+        xb, xw = self._images(images)
+        lab = L.canon_labels(labels, xw.shape[0])
+        wfwd, dplanes = self._weights(conv_w, xw.dtype)
+        return xb, xw, lab, wfwd, dplanes, L.canon_fc(fc_w)
+
+    def _packs(self, a, shape) -> bool:
+        """Whether the compiled pack takes array a of logical shape `shape` (batch axis free when None)."""
+        return (self._pack is not None and a.dtype in (np.bool_, np.uint8) and a.flags.c_contiguous and a.size > 0
+                and a.ndim == len(shape) and all(d is None or d == e for d, e in zip(shape, a.shape)))
+
+    def _images(self, images) -> tuple:
+        L = self.layer
+        a = np.asarray(images)
+        if self._packs(a, (None, L.h, L.w, L.cin)):
+            xb, xw = self._image_buffers(a.shape[0])
+            bad = self._scratch.get("bad", (a.shape[0],), "uint8")
+            self._pack["images"](a.view(np.uint8).reshape(-1), xb, bad)
+            if bad.any():
+                bits.as_bits(a, (L.h, L.w, L.cin), "images", batch=True)     # raises the usual error
+            return xb, xw
+        x = bits.as_bits(a, (L.h, L.w, L.cin), "images", batch=True)
+        if x.shape[0] == 0:
+            raise ValueError("LossDelta kernel: the batch is empty")
+        xb, xw = self._image_buffers(x.shape[0])
+        bits.pack(x, dtype=xw.dtype, out=xw, validate=False)
+        return xb, xw
+
+    def _image_buffers(self, batch: int) -> tuple:
+        L = self.layer
         dt = np.dtype(f"uint{self.word_bits}")
         cw = bits.words(L.cin, self.word_bits)
-        B = x.shape[0]
-        nbytes = B * L.h * L.w * cw * dt.itemsize
-        xb = S.get("x_bytes", (nbytes + SLACK_BYTES,), "uint8")
-        xw = xb[:nbytes].view(dt).reshape(B, L.h, L.w, cw)
-        bits.pack(x, dtype=dt, out=xw, validate=False)
-        if L.weights == "binary":
-            planes = [w]
-        else:
-            planes = [(w == 1).view(np.uint8), (w == -1).view(np.uint8)]
-        fwd, dplanes = [xw], []
-        for i, p in enumerate(planes):
-            wbytes = L.cout * 9 * cw * dt.itemsize
+        nbytes = batch * L.h * L.w * cw * dt.itemsize
+        xb = self._scratch.get("x_bytes", (nbytes + SLACK_BYTES,), "uint8")
+        return xb, xb[:nbytes].view(dt).reshape(batch, L.h, L.w, cw)
+
+    def _weights(self, conv_w, dt) -> tuple:
+        """(the forward's weight words [, zeros per channel], the delta stage's weight planes as bytes)."""
+        L, S = self.layer, self._scratch
+        cw = bits.words(L.cin, dt.itemsize * 8)
+        wbytes = L.cout * 9 * cw * dt.itemsize
+
+        def plane(i):
             pb = S.get(f"w_bytes{i}", (wbytes + SLACK_BYTES,), "uint8")
-            pw = pb[:wbytes].view(dt).reshape(L.cout, 3, 3, cw)
-            bits.pack(p, dtype=dt, out=pw, validate=False)
+            return pb, pb[:wbytes].view(dt).reshape(L.cout, 3, 3, cw)
+        a = np.asarray(conv_w)
+        if L.weights == "binary" and self._packs(a, (L.cout, 3, 3, L.cin)):
+            pb, pw = plane(0)
+            bad = S.get("w_bad", (1,), "uint8")
+            self._pack["weights"](a.view(np.uint8).reshape(-1), pb, bad)
+            if bad.any():
+                L.canon_conv_w(a)                                             # raises the usual error
+            planes = [(pb, pw)]
+        else:
+            w = L.canon_conv_w(a)
+            planes = []
+            for i, p in enumerate([w] if L.weights == "binary" else [(w == 1).view(np.uint8), (w == -1).view(np.uint8)]):
+                pb, pw = plane(i)
+                bits.pack(p, dtype=dt, out=pw, validate=False)
+                planes.append((pb, pw))
+        fwd = []
+        for i, (pb, pw) in enumerate(planes):
             tw = S.get(f"w_words{i}", (3, 3, cw, L.cout), dt)
             tw[...] = pw.transpose(1, 2, 3, 0)          # o innermost: the forward conv vectorizes over it
             fwd.append(tw)
-            dplanes.append(pb)
+        dplanes = [pb for pb, _ in planes]
         if L.weights == "ternary":
             zc = S.get("w_zeros", (L.cout,), "int32")
             zc[...] = (w == 0).reshape(L.cout, -1).sum(1)
             fwd.append(zc)
         else:
             dplanes.append(dplanes[0])                  # the delta stage's second plane is unused
-        return fwd, xb, dplanes
+        return fwd, dplanes
 
     def forward(self, fwd_args) -> tuple:
         """rowbits and stats (the forward part's outputs, this thread's work buffers: the next call overwrites
@@ -196,13 +247,13 @@ class LossDeltaKernel:
         return rowbits, stats
 
     def head(self, stats, labels, fc) -> tuple:
-        """(old pooled bits (B, S, O) uint8, a, lin, fcm): LossDelta.head_terms on the forward's counts."""
+        """(old pooled bits (B, S, O) uint8, a, fcm): LossDelta.head_terms on the forward's counts."""
         L = self.layer
         old = (stats[:, :, 0] > L.seg_threshold).view(np.uint8)
-        a, lin, fcm = L.head_terms(old, labels, fc)
-        return old, a, lin, fcm
+        a, fcm = L.head_terms(old, labels, fc)
+        return old, a, fcm
 
-    def deltas(self, reduce, xb, dplanes, stats, rowbits, lin, fcm) -> np.ndarray:
+    def deltas(self, reduce, xb, dplanes, stats, rowbits, a, fcm) -> np.ndarray:
         """The conv deltas: (O, 3, 3, C) [ternary: + (3,)] summed, or with a leading batch axis."""
         L = self.layer
         B = stats.shape[0]
@@ -211,7 +262,7 @@ class LossDeltaKernel:
         shape = (nt, L.cout, 3, 3 * cp) if reduce == "sum" else (B, nt, L.cout, 3, 3 * cp)
         direct = nt == 1 and cp == L.cin          # the stage's output is the result itself
         out = self._results.get(shape, "int64") if direct else self._scratch.get("deltas_" + reduce, shape, "int64")
-        self._deltas(reduce, xb, dplanes[0], dplanes[1], stats, rowbits, lin, fcm, out)
+        self._deltas(reduce, xb, dplanes[0], dplanes[1], stats, rowbits, a, fcm, out)
         lead = () if reduce == "sum" else (B,)
         out = out.reshape(lead + (nt, L.cout, 3, 3, cp))
         if direct:
@@ -227,18 +278,15 @@ class LossDeltaKernel:
         if self._refusal:
             raise TargetError(self._refusal)
         L = self.layer
-        x, lab, w, fc = L.canon_inputs(images, labels, conv_w, fc_w)
-        if x.shape[0] == 0:
-            raise ValueError("LossDelta kernel: the batch is empty")
-        fwd, xb, dplanes = self.pack(x, w)
-        rowbits, stats = self.forward(fwd)
-        old, a, lin, fcm = self.head(stats, lab, fc)
-        conv = self.deltas(reduce, xb, dplanes, stats, rowbits, lin, fcm)
+        xb, xw, lab, wfwd, dplanes, fc = self.arguments(images, labels, conv_w, fc_w)
+        rowbits, stats = self.forward([xw] + wfwd)
+        old, a, fcm = self.head(stats, lab, fc)
+        conv = self.deltas(reduce, xb, dplanes, stats, rowbits, a, fcm)
         return LossDeltas(conv, L.fc_deltas_of(a, old, fc, reduce))
 
     def profile(self, arrays=None, repeat: int = 5) -> dict:
-        """Best-of-`repeat` milliseconds of each stage of one batch-summed call: canon (checking and converting
-        the arguments), pack, forward (the conv and its classification), head, deltas, fc, total."""
+        """Best-of-`repeat` milliseconds of each stage of one batch-summed call: args (checking the arguments,
+        packing images and weights), forward (the conv and its classification), head, deltas, fc, total."""
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         best = {}
@@ -248,19 +296,16 @@ class LossDeltaKernel:
 
         for _ in range(repeat):
             t_all = t0 = time.perf_counter()
-            x, lab, w, fc = L.canon_inputs(*arrays)
-            tick("canon", t0)
+            xb, xw, lab, wfwd, dplanes, fc = self.arguments(*arrays)
+            tick("args", t0)
             t0 = time.perf_counter()
-            fwd, xb, dplanes = self.pack(x, w)
-            tick("pack", t0)
-            t0 = time.perf_counter()
-            rowbits, stats = self.forward(fwd)
+            rowbits, stats = self.forward([xw] + wfwd)
             tick("forward", t0)
             t0 = time.perf_counter()
-            old, a, lin, fcm = self.head(stats, lab, fc)
+            old, a, fcm = self.head(stats, lab, fc)
             tick("head", t0)
             t0 = time.perf_counter()
-            conv = self.deltas("sum", xb, dplanes, stats, rowbits, lin, fcm)
+            conv = self.deltas("sum", xb, dplanes, stats, rowbits, a, fcm)
             tick("deltas", t0)
             t0 = time.perf_counter()
             L.fc_deltas_of(a, old, fc, "sum")

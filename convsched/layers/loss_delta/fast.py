@@ -82,27 +82,24 @@ class FastPath:
     def head_terms(self, old, labels, fc) -> tuple:
         """What the compiled delta stage needs besides the forward's outputs, from the pooled bits old (B, S, O)
         0/1, labels (B,) and fc (classes, S, O) bits:
-          a (B, classes) int64 = score_k - target_k;
-          lin (B, S, O) int64 = the loss delta when segment s alone flips its bit = sum_k (2 a_k e_ks + 1),
-            e_ks = +1 where fc[k, s, o] equals the old bit (the flip adds a mismatch) else -1;
-          fcm (S, O, KW) uint64: bit k of word k // 64 = fc[k, s, o] (the kernel derives the pair terms).
-        Matrix products in float64 (small integers: exact) instead of int64 einsums."""
+          a (B, classes) int32 = score_k - target_k (score_k = popcount(fc_k ^ old), one matrix product in
+            float64: small integers, exact);
+          fcm (S, O, KW) uint64: bit k of word k // 64 = fc[k, s, o] (the kernel derives each segment's loss
+            terms from a and these masks, for the segments that can flip only)."""
         B, C = old.shape[0], self.classes
         oldf = old.reshape(B, -1).astype(np.float64)
         fcf = fc.reshape(C, -1).astype(np.float64)
-        # score_k = popcount(fc_k ^ old) = |fc_k| + |old| - 2 <fc_k, old>
         score = fcf.sum(1)[None] + oldf.sum(1)[:, None] - 2 * (oldf @ fcf.T)
         target = np.where(np.arange(C)[None] == labels[:, None], self.nseg * self.cout, 0)
-        a = np.rint(score).astype(np.int64) - target
-        afc = np.rint(a.astype(np.float64) @ fcf).astype(np.int64).reshape(old.shape)   # sum_{k: fc=1} a_k
-        sa = a.sum(1)[:, None, None]
-        # sum_k a_k e_ks = sum a - 2 * (sum of a_k over the classes whose fc bit differs from the old bit)
-        lin = C + 2 * sa - 4 * np.where(old != 0, sa - afc, afc)
-        kw = words(C, 64)
-        bits = np.zeros((kw * 64,) + fc.shape[1:], np.uint8)
+        a = (np.rint(score).astype(np.int64) - target).astype(np.int32)
+        return a, self.class_masks(fc)
+
+    def class_masks(self, fc) -> np.ndarray:
+        """(S, O, KW) uint64: bit k % 64 of word k // 64 = fc[k, s, o]."""
+        C = self.classes
+        bits = np.zeros((words(C, 64) * 64,) + fc.shape[1:], np.uint8)
         bits[:C] = fc
-        fcm = np.packbits(np.ascontiguousarray(np.moveaxis(bits, 0, -1)), axis=-1, bitorder="little").view(np.uint64)
-        return a, lin, np.ascontiguousarray(fcm)
+        return np.packbits(np.ascontiguousarray(np.moveaxis(bits, 0, -1)), axis=-1, bitorder="little").view(np.uint64)
 
     def fc_deltas_of(self, a, old, fc, reduce: str) -> np.ndarray:
         """FC deltas from head_terms' a: flipping fc[k, s, o] moves score_k by e = +-1, delta = 2 a_k e + 1

@@ -219,13 +219,23 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         """User arrays -> (x uint8 0/1 (B,H,W,C), labels int64 (B,), conv_w uint8 bits or int8 states, fc uint8
         bits (classes, S, O)). Bits may be bool/0-1 integers or packed uint64 words (cs.bits.pack)."""
         x = as_bits(images, (self.h, self.w, self.cin), "images", batch=True)
-        B = x.shape[0]
+        return (x,) + self.canon_params(labels, conv_w, fc_w, x.shape[0])
+
+    def canon_params(self, labels, conv_w, fc_w, batch: int) -> tuple:
+        """canon_inputs without the images (labels, conv_w, fc), for a batch of `batch` examples."""
+        return self.canon_labels(labels, batch), self.canon_conv_w(conv_w), self.canon_fc(fc_w)
+
+    def canon_labels(self, labels, batch: int) -> np.ndarray:
+        B = batch
         lab = np.asarray(labels)
         if lab.ndim != 1 or lab.shape[0] != B or lab.dtype.kind not in "iu":
             raise ValueError(f"LossDelta: labels must be a 1-D integer array of length {B} (the batch), got "
                              f"dtype {lab.dtype} shape {lab.shape}")
         if B and (lab.min() < 0 or lab.max() >= self.classes):
             raise ValueError(f"LossDelta: labels must lie in [0, {self.classes}), got {lab.min()}..{lab.max()}")
+        return lab.astype(np.int64)
+
+    def canon_conv_w(self, conv_w) -> np.ndarray:
         if self.weights == "ternary":
             w = np.asarray(conv_w)
             if w.shape != (self.cout, 3, 3, self.cin) or w.dtype.kind not in "iu":
@@ -233,8 +243,9 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
                                  f"{(self.cout, 3, 3, self.cin)}, got dtype {w.dtype} shape {w.shape}")
             if w.size and (w.min() < -1 or w.max() > 1):
                 raise ValueError("LossDelta: ternary conv_w values must be -1, 0 or +1")
-            w = w.astype(np.int8)
-        else:
-            w = as_bits(conv_w, (self.cout, 3, 3, self.cin), "conv_w")
+            return w.astype(np.int8)
+        return as_bits(conv_w, (self.cout, 3, 3, self.cin), "conv_w")
+
+    def canon_fc(self, fc_w) -> np.ndarray:
         fc = as_bits(fc_w, self.fc_shape, "fc_w")
-        return x, lab.astype(np.int64), w, fc.reshape(self.classes, self.nseg, self.cout)
+        return fc.reshape(self.classes, self.nseg, self.cout)
