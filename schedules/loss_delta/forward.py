@@ -101,7 +101,8 @@ def schedule(s, layer, o_vec, j_tile, o_outer):
     # the row masks of a segment column right after its tiles: the column's counts (ws x o_vec) and words stay
     # on the stack, below TVM's 1 KB limit (per conv row, 4x4 segments with o_vec=32 made a 1 KB word buffer:
     # a heap workspace, 65% of the ceiling)
-    _classify(s, layer, m, "s_y")
+    if "rowbits" in s:              # (the conv alone, algorithm "conv<bits>", has no classification)
+        _classify(s, layer, m, "s_y")
     m.decompose_reduction("di")
 
 

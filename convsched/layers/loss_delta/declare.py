@@ -14,6 +14,8 @@ from ..base import Declaration
 
 # forward declarations by the word their popcount runs on (None: the layer's own word_bits)
 FORWARD_ALGORITHMS = {"forward": None, "forward8": 8, "forward16": 16, "forward32": 32, "forward64": 64}
+# the forward conv alone (its counts, no classification): the floor's own computation, for measuring it
+CONV_ALGORITHMS = {f"conv{b}": b for b in (8, 16, 32, 64)}
 
 
 class Declarations:
@@ -26,9 +28,11 @@ class Declarations:
         batch = te.var("batch")
         if algorithm in FORWARD_ALGORITHMS:
             return self._declare_forward(batch, FORWARD_ALGORITHMS[algorithm] or self.word_bits)
+        if algorithm in CONV_ALGORITHMS:
+            return self._declare_forward(batch, CONV_ALGORITHMS[algorithm], classify=False)
         raise ValueError(f"LossDelta has no algorithm {algorithm!r} (it has {', '.join(self.ALGORITHMS)})")
 
-    def _declare_forward(self, B, word_bits: int) -> Declaration:
+    def _declare_forward(self, B, word_bits: int, classify: bool = True) -> Declaration:
         """The forward conv and its classification: "popc" (+ "mismatch" or "cost") -> "rowbits" -> "stats".
 
         Only the patches of the segments are computed (SX*hs rows, SY*ws columns; leftover rows and columns
@@ -38,7 +42,8 @@ class Declarations:
         flag f (active: count > T; then per band b sensitive: lo <= count <= hi) of patch (i, sy*ws + rw*MB +
         jb) for channel o (MB the mask word's bits, LossDelta.mask_layout); stats (B, S, NF, O) int32: per
         segment the active patches, then per band the patches that stay on (count > hi) and the sensitive
-        ones (the layout of stats_of_counts)."""
+        ones (the layout of stats_of_counts). classify=False: the conv alone, its counts (B, rows, SY, ws, O)
+        int32 the output (algorithm "conv<bits>": what the floor measures)."""
         O, H, W = self.cout, self.h, self.w
         CW, wdt = words(self.cin, word_bits), f"uint{word_bits}"
         rows = self.used_patches[0]
@@ -66,7 +71,7 @@ class Declarations:
             count = te.compute(shape, lambda n, i, s_y, jj, o: 2 * acc[n, i, s_y, jj, o].astype("int32") + zc[o],
                                name="cost")
             args = [x, wp, wm, zc]
-        return Declaration(args, list(self._declare_classify(B, count)))
+        return Declaration(args, list(self._declare_classify(B, count)) if classify else [count])
 
     def _declare_classify(self, B, count):
         """rowbits (flags packed along each segment row) and stats (counts per segment) of the counts.

@@ -35,7 +35,8 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
     op_unit: ClassVar[str] = "bit-MAC"   # ops() = the forward conv's bit-MACs, the floor of the work
     flops_per_op: ClassVar[int] = 1
     exact: ClassVar[bool] = True
-    ALGORITHMS: ClassVar[tuple] = ("forward", "forward8", "forward16", "forward32", "forward64")
+    ALGORITHMS: ClassVar[tuple] = ("forward", "forward8", "forward16", "forward32", "forward64",
+                                   "conv8", "conv16", "conv32", "conv64")
 
     def __post_init__(self):
         check_positive(self, h=self.h, w=self.w, cin=self.cin, cout=self.cout, classes=self.classes, n=self.n)
