@@ -153,20 +153,6 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
         return buf[T.ramp(i * VQ, 1, VQ)]
 
     @T.macro
-    def csa(carry_buf, ci, plane_buf, pi, x, y):
-        """(carry, sum) = carry-save add of plane, x, y: the carry into carry_buf[ci], the sum back to the plane."""
-        carry_buf[T.ramp(ci * VQ, 1, VQ)] = maj(vec(plane_buf, pi), x, y)
-        plane_buf[T.ramp(pi * VQ, 1, VQ)] = xor3(vec(plane_buf, pi), x, y)
-
-    @T.macro
-    def ripple(tmp_, hi_, nhi_, vv):
-        """Add the bit vector tmp_[7] into the planes above eights (hi_[p]: bit 4 + p), rippling its carry."""
-        for p in range(nhi_):
-            tmp_[T.ramp(0, 1, VQ)] = vec(hi_, p * VU + vv) & vec(tmp_, 7)
-            hi_[T.ramp((p * VU + vv) * VQ, 1, VQ)] = vec(hi_, p * VU + vv) ^ vec(tmp_, 7)
-            tmp_[T.ramp(7 * VQ, 1, VQ)] = vec(tmp_, 0)
-
-    @T.macro
     def count_pass(xb_, lst, lbase, cnt, n_, ub, v0, t1, t0, oldm, cm_):
         """Counter vectors v0 .. v0 + VU - 1 (vector v: row v // NU, bits (v % NU) * unit_bits ...) summed over
         the cnt patches of the list at lbase, bit-sliced: ones / twos / fours / eights planes in registers,
@@ -187,33 +173,38 @@ def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, se
         for k16 in range(cnt // 16):
             for vv in T.unroll(VU):
                 if v0 + vv < TU:
-                    X = T.meta_var([bits_of(xb_, n_, lst[lbase + k16 * 16 + j], v0 + vv) for j in range(16)])
-                    # tmp: 1, 2 twos carries; 3, 4 fours carries; 5, 6 eights carries; 7 the sixteens
-                    csa(tmp, 1, P, 4 * vv, X[0], X[1])
-                    csa(tmp, 2, P, 4 * vv, X[2], X[3])
-                    csa(tmp, 3, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
-                    csa(tmp, 1, P, 4 * vv, X[4], X[5])
-                    csa(tmp, 2, P, 4 * vv, X[6], X[7])
-                    csa(tmp, 4, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
-                    csa(tmp, 5, P, 4 * vv + 2, vec(tmp, 3), vec(tmp, 4))
-                    csa(tmp, 1, P, 4 * vv, X[8], X[9])
-                    csa(tmp, 2, P, 4 * vv, X[10], X[11])
-                    csa(tmp, 3, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
-                    csa(tmp, 1, P, 4 * vv, X[12], X[13])
-                    csa(tmp, 2, P, 4 * vv, X[14], X[15])
-                    csa(tmp, 4, P, 4 * vv + 1, vec(tmp, 1), vec(tmp, 2))
-                    csa(tmp, 6, P, 4 * vv + 2, vec(tmp, 3), vec(tmp, 4))
-                    csa(tmp, 7, P, 4 * vv + 3, vec(tmp, 5), vec(tmp, 6))
-                    ripple(tmp, hi, nhi, vv)
+                    # the tree over 16 patches: pairs into ones (carries: tmp 1, 2), twos (tmp 3, 4), fours (tmp
+                    # 5, 6), eights (tmp 7: the sixteens); one loop body (unrolled: constant indices) instead of
+                    # 15 calls of a macro, which TVMScript parses at every call
+                    for j in T.unroll(8):
+                        xa = T.meta_var(bits_of(xb_, n_, lst[lbase + k16 * 16 + 2 * j], v0 + vv))
+                        xc = T.meta_var(bits_of(xb_, n_, lst[lbase + k16 * 16 + 2 * j + 1], v0 + vv))
+                        tmp[T.ramp((1 + j % 2) * VQ, 1, VQ)] = maj(vec(P, 4 * vv), xa, xc)
+                        P[T.ramp(4 * vv * VQ, 1, VQ)] = xor3(vec(P, 4 * vv), xa, xc)
+                        if j % 2 == 1:
+                            tmp[T.ramp((3 + j // 2 % 2) * VQ, 1, VQ)] = maj(vec(P, 4 * vv + 1), vec(tmp, 1), vec(tmp, 2))
+                            P[T.ramp((4 * vv + 1) * VQ, 1, VQ)] = xor3(vec(P, 4 * vv + 1), vec(tmp, 1), vec(tmp, 2))
+                        if j % 4 == 3:
+                            tmp[T.ramp((5 + j // 4) * VQ, 1, VQ)] = maj(vec(P, 4 * vv + 2), vec(tmp, 3), vec(tmp, 4))
+                            P[T.ramp((4 * vv + 2) * VQ, 1, VQ)] = xor3(vec(P, 4 * vv + 2), vec(tmp, 3), vec(tmp, 4))
+                    tmp[T.ramp(7 * VQ, 1, VQ)] = maj(vec(P, 4 * vv + 3), vec(tmp, 5), vec(tmp, 6))
+                    P[T.ramp((4 * vv + 3) * VQ, 1, VQ)] = xor3(vec(P, 4 * vv + 3), vec(tmp, 5), vec(tmp, 6))
+                    for p in range(nhi):            # the sixteens into the planes above, rippling
+                        tmp[T.ramp(0, 1, VQ)] = vec(hi, p * VU + vv) & vec(tmp, 7)
+                        hi[T.ramp((p * VU + vv) * VQ, 1, VQ)] = vec(hi, p * VU + vv) ^ vec(tmp, 7)
+                        tmp[T.ramp(7 * VQ, 1, VQ)] = vec(tmp, 0)
         for k in range(cnt % 16):
             for vv in T.unroll(VU):
                 if v0 + vv < TU:
                     tmp[T.ramp(7 * VQ, 1, VQ)] = bits_of(xb_, n_, lst[lbase + cnt - cnt % 16 + k], v0 + vv)
-                    for q in T.unroll(4):
+                    for q in T.unroll(4):           # one patch: a ripple through the four planes ...
                         tmp[T.ramp(0, 1, VQ)] = vec(P, 4 * vv + q) & vec(tmp, 7)
                         P[T.ramp((4 * vv + q) * VQ, 1, VQ)] = vec(P, 4 * vv + q) ^ vec(tmp, 7)
                         tmp[T.ramp(7 * VQ, 1, VQ)] = vec(tmp, 0)
-                    ripple(tmp, hi, nhi, vv)
+                    for p in range(nhi):            # ... and the ones above
+                        tmp[T.ramp(0, 1, VQ)] = vec(hi, p * VU + vv) & vec(tmp, 7)
+                        hi[T.ramp((p * VU + vv) * VQ, 1, VQ)] = vec(hi, p * VU + vv) ^ vec(tmp, 7)
+                        tmp[T.ramp(7 * VQ, 1, VQ)] = vec(tmp, 0)
         # G > t1 and G < t0, most significant plane first (G < 2 ** bit_length(cnt): the planes above are 0)
         for vv in T.unroll(VU):
             if v0 + vv < TU:
@@ -470,9 +461,14 @@ def build_pack(pixels: int, cin: int, target) -> Built:
 
 
 @lru_cache(maxsize=64)
+def _deltas_parsed(params):
+    """deltas_func(**params), parsed once per process (TVMScript takes ~0.3 s for it)."""
+    return deltas_func(**dict(params))
+
+
+@lru_cache(maxsize=64)
 def _build_cached(params, target_dict_items):
-    func = deltas_func(**dict(params))
-    ex = tvm.compile(tvm.IRModule({"deltas": func}), target=tvm.target.Target(dict(target_dict_items)))
+    ex = tvm.compile(tvm.IRModule({"deltas": _deltas_parsed(params)}), target=tvm.target.Target(dict(target_dict_items)))
     return Built(ex, None, name="deltas")
 
 
@@ -481,3 +477,8 @@ def build_deltas(params: dict, target) -> Built:
     tdict = target.to_tvm()
     return _build_cached(tuple(sorted(params.items())),
                          tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in tdict.items()))
+
+
+def deltas_script(params: dict) -> str:
+    """The TVMScript of deltas_func(**params): the stage's loop nest, for describe()."""
+    return _deltas_parsed(tuple(sorted(params.items()))).script()

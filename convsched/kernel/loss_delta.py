@@ -19,7 +19,7 @@ import numpy as np
 from .. import bits
 from ..backend import num_threads
 from ..backend.binary import assembly
-from ..backend.loss_delta import build_deltas, build_pack, deltas_func, packable
+from ..backend.loss_delta import build_deltas, build_pack, deltas_script, packable
 from ..errors import TargetError
 from ..layers.loss_delta import LossDeltas
 from ..schedule import Schedule, get_template
@@ -63,14 +63,21 @@ class _Results(threading.local):
     def get(self, shape, dtype) -> np.ndarray:
         key = (tuple(shape), np.dtype(dtype).str)
         arrays = self.pool.setdefault(key, [])
-        for a in arrays:
-            # references: this list, the loop variable and getrefcount's argument
-            if sys.getrefcount(a) <= 3:
-                return a
+        for entry in arrays:
+            # Every view a caller holds refers to the memory's owner (numpy collapses a view of a view to the
+            # owner), so the owner's references tell: this entry, its array's base, and getrefcount's argument.
+            if sys.getrefcount(entry[0]) <= 3:
+                return entry[1].view()                    # a new view: the caller never holds entry[1] itself
         a = aligned_empty(shape, dtype)
-        arrays.append(a)
+        arrays.append((_owner(a), a))
         del arrays[:-self.KEEP]
-        return a
+        return a.view()
+
+
+def _owner(a: np.ndarray):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.base if a.base is not None else a
 
 
 class DeltaStage:
@@ -109,7 +116,7 @@ class DeltaStage:
         return self.func("sum").executable
 
     def script(self) -> str:
-        return deltas_func(**self.params("sum")).script()
+        return deltas_script(self.params("sum"))
 
 
 class LossDeltaKernel:
