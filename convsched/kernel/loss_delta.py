@@ -129,7 +129,7 @@ class LossDeltaKernel:
         self._deltas = parts["deltas"].built
         self.word_bits = layer.forward_word_bits(target)
         self._pack = ({"images": build_pack(layer.h * layer.w, layer.cin, target),
-                       "weights": build_pack(9 * layer.cout, layer.cin, target)}
+                       "weights": build_pack(9, layer.cin, target)}      # the O channels as a batch (threads)
                       if packable(layer.cin) and not refusal else None)
         self._scratch = _Scratch()
         self._results = _Results()
@@ -215,7 +215,7 @@ class LossDeltaKernel:
         a = np.asarray(conv_w)
         if L.weights == "binary" and self._packs(a, (L.cout, 3, 3, L.cin)):
             pb, pw = plane(0)
-            bad = S.get("w_bad", (1,), "uint8")
+            bad = S.get("w_bad", (L.cout,), "uint8")
             self._pack["weights"](a.view(np.uint8).reshape(-1), pb, bad)
             if bad.any():
                 L.canon_conv_w(a)                                             # raises the usual error
