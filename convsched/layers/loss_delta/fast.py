@@ -1,6 +1,7 @@
-"""The fast path of the loss-delta layer in numpy: the glue the compiled kernel runs between its TE parts
-(sensitive patches, pooled bits, which rows can change, the per-channel loss lookup), and fast_numpy(), the
-whole fast algorithm without TVM (a second oracle, and the tuner's oracle where reference() is too slow).
+"""The fast path of the loss-delta layer in numpy: the glue the compiled kernel runs between its parts (class
+scores and masks, FC deltas: head_terms, fc_deltas_of), and fast_numpy(), the whole fast algorithm without TVM
+(stats_of_counts, analyse, lookup: a second oracle, written independently of the compiled stages, and the
+tuner's oracle where reference() is too slow).
 
 A flip changes one channel and moves each patch's count by exactly +-1 (ternary: +-1 or +-2), so only
 "sensitive" patches can change state, and after the flip a sensitive patch is on exactly when its input bit
@@ -14,7 +15,7 @@ import numpy as np
 from ...bits import popcount, words
 from .definition import TERNARY_STATES, LossDeltas
 
-TABLE_MAX_SEGMENTS = 8       # up to 2^8 lookup entries per channel; more segments use per-class bit masks
+TABLE_MAX_SEGMENTS = 8       # fast_numpy: up to 2^8 lookup entries per channel; more segments use class masks
 # Ternary: (current state, target state) -> (band, bx): after the mutation a sensitive patch is on iff x == bx.
 TERNARY_RULES = {(1, 0): (1, 1), (1, -1): (2, 1), (-1, 0): (1, 0), (-1, 1): (2, 0), (0, 1): (1, 0), (0, -1): (1, 1)}
 
