@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench bench-lce lce-venv venv clean
+.PHONY: demo test bench bench-lce lce-venv venv clean train-digits
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# A binary conv net trained by loss-delta mutation on sklearn's digits (docs/training.md); e.g.
+# make train-digits TRAIN_ARGS="--numpy-epochs 0"
+train-digits: $(STAMP)
+	$(PY) -m pip install -q -e '.[examples]'
+	$(PY) examples/train_digits.py $(TRAIN_ARGS)
 
 # Benchmarks install PyTorch (exactly torch==2.13.0, the CPU wheel) as a peer.
 # e.g. make bench BENCH_ARGS="--threads 1 --layers 7x7 --quick"

@@ -18,13 +18,27 @@ WORD_BITS = {np.dtype(np.uint64): 64, np.dtype(np.uint32): 32, np.dtype(np.uint1
 WORD = 64          # the word of packed kernel arguments (uint64)
 
 
+def _count(v, what: str, minimum: int = 0) -> int:
+    """A bit or word count: an integer (numpy integers too) >= minimum; ValueError otherwise."""
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < minimum:
+        raise ValueError(f"bits: {what} must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _word_size(word_bits) -> int:
+    if word_bits not in (8, 16, 32, 64) or isinstance(word_bits, bool):
+        raise ValueError(f"bits: word_bits must be 8, 16, 32 or 64, got {word_bits!r}")
+    return int(word_bits)
+
+
 def words(nbits: int, word_bits: int = WORD) -> int:
     """Words needed for `nbits` bits."""
-    return -(-nbits // word_bits)
+    return -(-_count(nbits, "nbits") // _word_size(word_bits))
 
 
 def last_word_mask(nbits: int, word_bits: int = WORD) -> int:
     """The valid bits of the last word of an `nbits`-long packed axis."""
+    nbits, word_bits = _count(nbits, "nbits"), _word_size(word_bits)
     r = nbits % word_bits
     return (1 << r) - 1 if r else (1 << word_bits) - 1
 
@@ -85,6 +99,9 @@ def unpack(words_, n: int, axis: int = -1) -> np.ndarray:
     w = np.asarray(words_)
     if w.dtype not in WORD_BITS:
         raise ValueError(f"bits.unpack: expected uint64/uint32/uint16/uint8 words, got dtype {w.dtype}")
+    if w.ndim == 0:
+        raise ValueError("bits.unpack: expected an array of words along an axis, got a scalar")
+    n = _count(n, "n (bits to unpack)")
     wb = WORD_BITS[w.dtype]
     w = np.moveaxis(w, axis, -1)
     if n > w.shape[-1] * wb:
@@ -96,17 +113,27 @@ def unpack(words_, n: int, axis: int = -1) -> np.ndarray:
 
 def to_pm1(bits) -> np.ndarray:
     """0/1 -> -1/+1 (int8): the values the bits stand for."""
-    return np.asarray(bits).astype(np.int8) * 2 - 1
+    a = np.asarray(bits)
+    _check_bits(a, "bits.to_pm1")
+    return a.astype(np.int8) * 2 - 1
 
 
 def from_sign(x) -> np.ndarray:
-    """Sign of a float tensor -> bits: 1 where x >= 0 (+1), 0 where x < 0 (-1)."""
-    return (np.asarray(x) >= 0).astype(np.uint8)
+    """Sign of a float tensor -> bits: 1 where x >= 0 (+1), 0 where x < 0 (-1) and where x is NaN (as the
+    kernels' x >= 0 compare)."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"bits.from_sign: expected a numeric array, got dtype {a.dtype}")
+    return (a >= 0).astype(np.uint8)
 
 
 def popcount(a) -> np.ndarray:
     """Set bits of each element of a non-negative integer array, as int64."""
     a = np.asarray(a)
+    if a.dtype.kind not in "biu":
+        raise ValueError(f"bits.popcount: expected an integer array, got dtype {a.dtype}")
+    if a.dtype.kind == "i" and a.size and a.min() < 0:
+        raise ValueError("bits.popcount: expected non-negative integers (packed words), got negative values")
     if hasattr(np, "bitwise_count"):            # numpy >= 2
         return np.bitwise_count(a).astype(np.int64)
     return np.vectorize(lambda v: bin(int(v)).count("1"), otypes=[np.int64])(a)

@@ -46,6 +46,10 @@ class BuildError(ConvschedError):
     """TVM failed to compile a scheduled function (the schedule was legal, codegen was not)."""
 
 
+class ParameterError(ConvschedError, ValueError):
+    """A layer parameter of the wrong type or outside its range: names the layer, the field and the value."""
+
+
 class GraphError(ConvschedError, ValueError):
     """A malformed graph or fused layer: unknown node, shape or dtype mismatch along an edge, bad fusion."""
 

@@ -495,6 +495,8 @@ def get(target: "str | Target | None" = "host", cores: int | None = None) -> Tar
     """Resolve "host", a named target ("znver5", "x86-64-v3", "generic", ...), any LLVM -mcpu, or a Target."""
     if isinstance(target, Target):
         return target
+    if cores is not None and (not isinstance(cores, int) or isinstance(cores, bool) or cores < 1):
+        raise TargetError(f"cores must be a positive integer, got {cores!r}")
     if target is None or target == "host":
         t = host()
         return t if cores is None else dataclasses.replace(t, cores=cores)

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from convsched.kernel import aligned
 from convsched.layers.base import check_positive
 from convsched.layers.custom import CustomLayer, TensorSpec
 
@@ -39,7 +40,7 @@ class GaussianPool2d(CustomLayer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     k: int = 5
     stride: int = 2
@@ -76,10 +77,14 @@ class GaussianPool2d(CustomLayer):
         return (self.w + 2 * self.pad - self.k) // self.stride + 1
 
     def taps(self) -> np.ndarray:
-        """(m, k) float32: the normalized 1-D Gaussians."""
+        """(m, k) float32: the normalized 1-D Gaussians (computed once per layer, 64-byte aligned so that a
+        kernel call passes them straight through; do not modify)."""
+        return self.cached("taps", self._taps)
+
+    def _taps(self) -> np.ndarray:
         d = np.arange(self.k) - (self.k - 1) / 2
         g = np.exp(-d[None, :] ** 2 / (2 * np.array(self.variances)[:, None]))
-        return (g / g.sum(axis=1, keepdims=True)).astype(np.float32)
+        return aligned((g / g.sum(axis=1, keepdims=True)).astype(np.float32))
 
     def input_specs(self):
         return [TensorSpec("x", (self.n, self.h, self.w, self.c), "float32"),
@@ -145,7 +150,7 @@ class StochasticPool2d(CustomLayer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     k: int = 2
     mode: str = "train"

@@ -113,3 +113,20 @@ def test_python_error_in_template(user_dir):
 def test_template_for_wrong_layout():
     e = compile_err("nchw_direct")
     assert "does not apply" in e.cause and "NCHW" in e.cause
+
+
+def test_a_dropped_loop_never_lends_its_name_to_a_new_one(host):
+    """Loops are named by their Var's hash, which is its address: a loop that a fuse drops must stay allocated,
+    or a loop TVM creates later (reverse_compute_at) may land on its address and inherit its name (a fused
+    conv+pool once failed, in one test order only, on a pool axis named like a dropped conv loop)."""
+    from convsched.backend import expr
+
+    def split_and_fuse_back(s, layer):
+        conv = s["conv"]
+        for axis in ("ow", "co", "oh"):
+            o, i = conv.split(axis, 2)
+            conv.fuse(o, i)                       # both named loops leave the IR
+
+    _, live = cs.schedule.record(cs.layers.Conv2d(h=6, cin=8, cout=16), host, split_and_fuse_back, {})
+    fresh = [expr.Var(f"v{i}", "int32") for i in range(5000)]     # they would reuse freed addresses
+    assert not set(live._names) & {v.__hash__() for v in fresh}

@@ -1,14 +1,14 @@
-"""Every shipped template, over sampled knob points, against each sample layer's reference(), on every target
-of the matrix (conftest.MATRIX): the host with 3 sampled points besides the defaults, the other targets with
-their defaults only (the sweep in test_sweep.py covers their defaults over channel counts; this keeps the suite's
-time in budget)."""
+"""Every shipped template, over sampled knob points, against each sample layer's reference(), on random inputs
+and on inputs with inf, -inf and NaN, on every target of the matrix (conftest.MATRIX): the host with 3 sampled
+points besides the defaults, the other targets with their defaults only (the sweep in test_sweep.py covers
+their defaults over channel counts; this keeps the suite's time in budget)."""
 import itertools
 import random
 
 import pytest
 
 import convsched as cs
-from conftest import check_against_reference
+from conftest import check_against_reference, check_nonfinite
 from layer_samples import SAMPLES
 
 POINTS_PER_LAYER = 3
@@ -38,6 +38,7 @@ def test_template_sampled_knobs(name, idx, target):
     for knobs in _points(tmpl, layer, target, points, seed=idx):
         k = cs.compile(layer, template=name, knobs=knobs, target=target)
         check_against_reference(layer, k, seed=idx)
+        check_nonfinite(layer, k, seed=idx)
 
 
 def test_every_kind_with_templates_has_samples():

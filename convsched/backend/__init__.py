@@ -8,17 +8,48 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 from ..target import host_cores
+from ..version import IGNORE_ENV, tvm_mismatch, tvm_missing
+
+
+def _threads_problem() -> str | None:
+    """Why $TVM_NUM_THREADS is unusable (None if it is unset or a positive integer)."""
+    v = os.environ.get("TVM_NUM_THREADS")
+    if v is None:
+        return None
+    try:
+        if int(v) >= 1:
+            return None
+    except ValueError:
+        pass
+    return f"TVM_NUM_THREADS must be a positive integer (threads per kernel), got {v!r}"
+
 
 # The runtime's default thread count is half the hardware threads on x86 (1 on a 2-core machine), and it is
-# read once, when the first parallel kernel runs: set it before TVM is imported. A user's setting wins.
+# read once, when the first parallel kernel runs: set it before TVM is imported. A user's setting wins, unless
+# it is no number of threads: then TVM never sees it, and building or timing a kernel raises THREADS_ERROR.
+THREADS_ERROR = _threads_problem()
+if THREADS_ERROR:
+    os.environ["TVM_NUM_THREADS"] = str(host_cores())
 os.environ.setdefault("TVM_NUM_THREADS", str(host_cores()))
 
-import tvm  # noqa: E402
-from tvm import s_tir, te, tirx  # noqa: E402
+# `import convsched` without TVM, or with another TVM, says which versions to install instead of failing on
+# a missing module or a renamed API somewhere inside.
+try:
+    import tvm  # noqa: E402
+    import tvm_ffi  # noqa: E402
+    from tvm import s_tir, te, tirx  # noqa: E402
+except (ImportError, OSError) as e:
+    raise ImportError(tvm_missing(e)) from e
+_mismatch = tvm_mismatch(tvm.__version__, getattr(tvm_ffi, "__version__", "unknown"))
+if _mismatch and os.environ.get(IGNORE_ENV) != "1":
+    raise ImportError(_mismatch)
+if _mismatch:
+    warnings.warn(_mismatch, stacklevel=2)
 
-from ..errors import BuildError, ScheduleError  # noqa: E402
+from ..errors import BuildError, ConvschedError, ScheduleError  # noqa: E402
 
 expr = tirx          # expression helpers for layer declarations: if_then_else, all, popcount, const, ...
 TVM_VERSION = tvm.__version__
@@ -30,13 +61,20 @@ TVM_VERSION = tvm.__version__
 STACK_ALLOC_BYTES = 1024
 
 __all__ = ["te", "expr", "TVM_VERSION", "LiveSchedule", "Built", "build", "compute_stages", "num_threads",
-           "shrink_factors", "STACK_ALLOC_BYTES"]
+           "check_environment", "shrink_factors", "STACK_ALLOC_BYTES"]
 
 # LLVM's answers about CPUs (the host's name and CPUID features, any CPU's feature table) live in backend/cpu.py,
 # which registers itself with convsched.target when imported (the package root imports it first).
 
 
+def check_environment() -> None:
+    """ConvschedError if the environment asks for something impossible ($TVM_NUM_THREADS=abc or 0)."""
+    if THREADS_ERROR:
+        raise ConvschedError(THREADS_ERROR)
+
+
 def num_threads() -> int:
+    check_environment()
     return int(os.environ.get("TVM_NUM_THREADS", host_cores()))
 
 
@@ -97,8 +135,13 @@ class LiveSchedule:
         return self.sch.get(loop).loop_var.__hash__()
 
     def _name_loop(self, loop, name, kind):
-        k = self._key(loop)
+        var = self.sch.get(loop).loop_var
+        k = var.__hash__()
         self._names[k], self._kinds[k] = name, kind
+        # A Var's hash is its address: once a split or fuse drops a named loop, a loop TVM creates later (under
+        # reverse_compute_at) could reuse the address and inherit the stale name. Holding every named Var keeps
+        # the addresses, and so the keys, unique for this schedule's life.
+        self.__dict__.setdefault("_named_vars", []).append(var)
 
     def axes(self, stage: str) -> list:
         """[(name, kind, LoopRV)] of the loops around `stage`, outermost first; kind S, R or ? (unknown)."""
@@ -337,6 +380,7 @@ class Built:
 
 def build(live: LiveSchedule, target) -> Built:
     """Compile the scheduled function for `target` (a convsched Target)."""
+    check_environment()
     try:
         ex = tvm.compile(live.sch.mod, target=tvm.target.Target(target.to_tvm()))
     except Exception as e:

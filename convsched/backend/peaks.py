@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import target as _target
+from ..paths import cache_dir
 from . import num_threads, s_tir, te, tirx, tvm
 
 
@@ -62,12 +63,6 @@ class Peak:
 
 
 # ------------------------------------------------------------------------------------------------ cache
-def cache_dir() -> Path:
-    d = os.environ.get("CONVSCHED_CACHE_DIR")
-    if d:
-        return Path(d)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "convsched"
 
 
 def _cache_file() -> Path:

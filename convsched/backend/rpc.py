@@ -59,9 +59,11 @@ def queue_keys(summary: dict) -> dict:
     return out
 
 
-def remote_run_and_time(built, args, out_specs, rpc_cfg, repeat: int, min_repeat_ms: int, timeout: float):
+def remote_run_and_time(built, args, out_specs, rpc_cfg, repeat: int, min_repeat_ms: int, timeout: float,
+                        also=()):
     """Run a compiled function (a Built) on a server of the tracker's queue `key`, on `args` (checked, aligned
-    arrays): -> (the output arrays, seconds per call, one per repeat)."""
+    arrays), and once on each argument list of `also` (more inputs to check): -> (the output arrays, seconds per
+    call, one per repeat, [the output arrays of each of `also`])."""
     addr, key = rpc_cfg
     host, port = parse_addr(addr)
     with tempfile.TemporaryDirectory(prefix="convsched-rpc-") as d:
@@ -73,11 +75,16 @@ def remote_run_and_time(built, args, out_specs, rpc_cfg, repeat: int, min_repeat
     dev = remote.cpu(0)
     remote_args = [tvm.runtime.tensor(a, dev) for a in args]
     outs = [tvm.runtime.empty(tuple(s.shape), s.dtype, dev) for s in out_specs]
+    more = []
+    for extra in also:
+        extra_outs = [tvm.runtime.empty(tuple(s.shape), s.dtype, dev) for s in out_specs]
+        mod["main"](*[tvm.runtime.tensor(a, dev) for a in extra], *extra_outs)
+        more.append([o.numpy() for o in extra_outs])
     mod["main"](*remote_args, *outs)
     got = [o.numpy() for o in outs]
     ev = mod.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
     secs = list(ev(*remote_args, *outs).results)
-    return got, secs
+    return got, secs, more
 
 
 # ------------------------------------------------------------------------------ a local tracker + servers

@@ -7,6 +7,7 @@ library needs nothing but libc and pthreads.
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from pathlib import Path
 
@@ -52,6 +53,9 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _C_KEYWORDS = set("""auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
 volatile while bool true false class new delete this template typename namespace operator""".split())
+# Names a C program's headers may define as macros or types: never a parameter name in a generated header.
+_C_RESERVED = set("""NULL EOF errno stdin stdout stderr assert offsetof size_t ptrdiff_t uintptr_t intptr_t
+int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t uint64_t FILE main""".split())
 
 
 def c_name(s: str, what: str) -> str:
@@ -61,8 +65,30 @@ def c_name(s: str, what: str) -> str:
 
 
 def arg_name(s: str) -> str:
+    """A layer argument's name as a C parameter name in the header (documentation: the generated definitions
+    name their parameters cs_arg0, cs_arg1, ..., so no argument name can clash with the code around it)."""
     s = re.sub(r"\W", "_", s)
-    return s + "_" if s in _C_KEYWORDS or keyword.iskeyword(s) or not _IDENT.match(s) else s
+    bad = s in _C_KEYWORDS or s in _C_RESERVED or keyword.iskeyword(s) or not _IDENT.match(s)
+    return s + "_" if bad or s.startswith("cs_") else s
+
+
+def arg_names(args: list) -> list[str]:
+    """Distinct header parameter names for a kernel's arguments (arg_name, numbered where two would meet,
+    including in upper case, as the size macros spell them)."""
+    out, seen = [], set()
+    for i, a in enumerate(args):
+        n = arg_name(a["name"])
+        if n.upper() in seen:
+            n = f"{n}_{i}"
+        seen.add(n.upper())
+        out.append(n)
+    return out
+
+
+def _c_string(s: str) -> str:
+    """`s` as the inside of a C string literal (other bytes as 3-digit octal escapes, which end where they must)."""
+    plain = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.,:;/()[]")
+    return "".join(chr(b) if b in plain else f"\\{b:03o}" for b in s.encode())
 
 
 def header(m: dict) -> str:
@@ -79,8 +105,9 @@ def header(m: dict) -> str:
  * Buffers: C-contiguous (row-major), 64-byte aligned (aligned_alloc(64, bytes rounded up to 64)), with
  * exactly the dtypes and shapes documented below. Bit tensors are uint64 words: bits packed little-endian
  * along the last (channel) axis, bit 1 = +1, bit 0 = -1, pad bits 0.
- * Threads: $CONVSCHED_NUM_THREADS, else $TVM_NUM_THREADS, else the CPUs this process may run on; a
- * persistent pool is started by the first parallel kernel.
+ * Threads: $CONVSCHED_NUM_THREADS, else $TVM_NUM_THREADS, else the CPUs this process may run on (a variable
+ * that is set but not a positive integer is an error of the first call); a persistent pool is started by the
+ * first parallel kernel. An output buffer must not share memory with another argument (-1 if it does).
  */
 #ifndef CONVSCHED_{L}_H
 #define CONVSCHED_{L}_H
@@ -110,8 +137,9 @@ const char* {lib}_last_error(void);
 int {lib}_set_num_threads(int n);
 /* The manifest digest this library was built with (manifest.json "manifest_digest"). */
 const char* {lib}_manifest_digest(void);
-/* Any kernel by name, with DLPack tensors: the generated code checks ndim, dtype, shape, strides and
- * device of every argument and reports a mismatch through {lib}_last_error(). */
+/* Any kernel by name, with DLPack tensors. Every tensor is checked before the kernel reads it: not NULL, its
+ * ndim, shape (not NULL), dtype, device (the CPU), strides (NULL or C-contiguous), byte_offset 0, data not NULL
+ * and 64-byte aligned, outputs sharing no memory; a mismatch is -1 with the reason in {lib}_last_error(). */
 int {lib}_call(const char* kernel, DLTensor* const* args, int nargs);
 """]
     for k in m["kernels"]:
@@ -120,14 +148,15 @@ int {lib}_call(const char* kernel, DLTensor* const* args, int nargs);
                  f" * schedule {k['schedule_hash']}: {k['schedule_text'].splitlines()[0].lstrip('# ')}",
                  " * Arguments, in order:"]
         params = []
+        names = arg_names(k["arguments"])
         w = max(len(a["name"]) for a in k["arguments"])
-        for a in k["arguments"]:
+        for a, cname in zip(k["arguments"], names):
             ctype = DTYPES[a["dtype"]][0]
             dims = "".join(f"[{d}]" for d in a["shape"])
             lay = f"  layout {a['layout']}" if a.get("layout") else ""
             lines.append(f" *   {a['name']:<{w}}  {a['role']:<6}  {a['dtype']}{dims}  "
                          f"({int(np.prod(a['shape'], dtype=np.int64))} elements){lay}")
-            params.append(f"{'const ' if a['role'] == 'input' else ''}{ctype}* {arg_name(a['name'])}")
+            params.append(f"{'const ' if a['role'] == 'input' else ''}{ctype}* {cname}")
         doc = [ln.rstrip() for ln in k["layer"]["doc"].splitlines()]
         if doc:
             lines.append(" * The layer:")
@@ -136,8 +165,8 @@ int {lib}_call(const char* kernel, DLTensor* const* args, int nargs);
         out.append("\n".join(lines))
         out.append(f"int {k['entry']}({', '.join(params)});")
         out.append(f"#define {L}_{K}_NARGS {len(k['arguments'])}")
-        for a in k["arguments"]:
-            A = arg_name(a["name"]).upper()
+        for a, cname in zip(k["arguments"], names):
+            A = cname.upper()
             out.append(f"#define {L}_{K}_{A}_NDIM {len(a['shape'])}")
             out.append(f"#define {L}_{K}_{A}_SHAPE {{{', '.join(str(d) for d in a['shape'])}}}")
             out.append(f"#define {L}_{K}_{A}_SIZE {int(np.prod(a['shape'], dtype=np.int64))}")
@@ -171,14 +200,15 @@ CS_EXPORT int {lib}_set_num_threads(int n) {{ return cs_set_num_threads(n); }}
 CS_EXPORT int {lib}_check_cpu(void) {{
   int rc = cs_check_features(cs_required, cs_num_required, CS_LIB, cs_built_for);
   if (rc == 0) cs_fill_slots();
-  atomic_store(&cs_ready, rc == 0 ? 1 : -1);
   return rc;
 }}
 
 static int cs_ensure_ready(void) {{
   if (atomic_load_explicit(&cs_ready, memory_order_acquire) == 1) return 0;
   cs_error[0] = 0;
-  return {lib}_check_cpu();   /* also when it failed before: sets this thread's message */
+  if ({lib}_check_cpu() != 0 || cs_check_thread_env() != 0) return -1;   /* sets this thread's message */
+  atomic_store_explicit(&cs_ready, 1, memory_order_release);
+  return 0;
 }}
 """]
     table = []
@@ -189,22 +219,34 @@ static int cs_ensure_ready(void) {{
         for i, a in enumerate(args):
             out.append(f"static const int64_t cs_shape_{k['name']}_{i}[{max(1, len(a['shape']))}] = "
                        f"{{{', '.join(str(d) for d in a['shape']) or '0'}}};")
-        params = ", ".join(f"{'const ' if a['role'] == 'input' else ''}{DTYPES[a['dtype']][0]}* {arg_name(a['name'])}"
-                           for a in args)
+        specs = ",\n  ".join(
+            f'{{"{_c_string(a["name"])}", {len(a["shape"])}, cs_shape_{k["name"]}_{i}, {DTYPES[a["dtype"]][1]}, '
+            f'{DTYPES[a["dtype"]][2]}, {math.prod(a["shape"]) * DTYPES[a["dtype"]][2] // 8}u, '
+            f'{int(a["role"] == "output")}}}' for i, a in enumerate(args))
+        out.append(f"static const cs_argspec cs_args_{k['name']}[{len(args)}] = {{\n  {specs}}};")
+        # Parameters and locals carry the reserved cs_ prefix: an argument named a, t or ret (Add's are a, b)
+        # must not meet the code's own names; the header keeps the arguments' names for the reader.
+        params = ", ".join(f"{'const ' if a['role'] == 'input' else ''}{DTYPES[a['dtype']][0]}* cs_arg{i}"
+                           for i, a in enumerate(args))
         body = [f"CS_EXPORT int {k['entry']}({params}) {{",
                 "  if (cs_ensure_ready()) return -1;"]
-        for a in args:
-            body.append(f'  if (cs_check_pointer("{k["entry"]}", "{a["name"]}", {arg_name(a["name"])})) return -1;')
-        body.append(f"  cs_DLTensor t[{len(args)}];\n  cs_Any a[{len(args)}];")
+        for i, a in enumerate(args):
+            body.append(f'  if (cs_check_pointer("{k["entry"]}", "{_c_string(a["name"])}", cs_arg{i})) return -1;')
+        body.append(f"  const void* cs_p[{len(args)}] = {{{', '.join(f'cs_arg{i}' for i in range(len(args)))}}};")
+        body.append(f'  if (cs_check_overlap("{k["entry"]}", cs_args_{k["name"]}, cs_p, {len(args)})) return -1;')
+        body.append(f"  cs_DLTensor cs_t[{len(args)}];\n  cs_Any cs_a[{len(args)}];")
         for i, a in enumerate(args):
             _, code, bits = DTYPES[a["dtype"]]
-            body.append(f"  a[{i}] = cs_tensor_arg(&t[{i}], (void*){arg_name(a['name'])}, {len(a['shape'])}, "
+            body.append(f"  cs_a[{i}] = cs_tensor_arg(&cs_t[{i}], (void*)cs_arg{i}, {len(a['shape'])}, "
                         f"cs_shape_{k['name']}_{i}, {code}, {bits});")
-        body.append("  cs_Any ret;\n  ret.type_index = CS_FFI_NONE;\n  ret.zero_padding = 0;\n  ret.v_int64 = 0;")
-        body.append(f"  return {sym}(NULL, a, {len(args)}, &ret) == 0 ? 0 : -1;\n}}\n")
+        body.append("  cs_Any cs_ret;\n  cs_ret.type_index = CS_FFI_NONE;\n  cs_ret.zero_padding = 0;\n"
+                    "  cs_ret.v_int64 = 0;")
+        body.append(f"  return {sym}(NULL, cs_a, {len(args)}, &cs_ret) == 0 ? 0 : -1;\n}}\n")
         out.append("\n".join(body))
-        table.append(f'  {{"{k["name"]}", {sym}, {len(args)}}},')
-    out.append(f"""static const struct {{ const char* name; cs_safe_call fn; int nargs; }} cs_kernels[] = {{
+        table.append(f'  {{"{k["name"]}", {sym}, {len(args)}, cs_args_{k["name"]}}},')
+    out.append(f"""static const struct {{
+  const char* name; cs_safe_call fn; int nargs; const cs_argspec* args;
+}} cs_kernels[] = {{
 {chr(10).join(table)}
 }};
 
@@ -218,13 +260,14 @@ CS_EXPORT int {lib}_call(const char* kernel, DLTensor* const* args, int nargs) {
       return -1;
     }}
     cs_Any a[64];
-    if (nargs > 64 || !args) {{ cs_set_error("{lib}_call: bad argument array"); return -1; }}
+    if (nargs > 64 || !args) {{ cs_set_error("{lib}_call: the argument array is NULL"); return -1; }}
+    const void* p[64];
     for (int i = 0; i < nargs; i++) {{
-      if (!args[i]) {{ cs_set_error("{lib}_call: kernel '%s': tensor %d is NULL", kernel, i); return -1; }}
-      if (!args[i]->data || ((uintptr_t)args[i]->data + args[i]->byte_offset) % 64) {{
-        cs_set_error("{lib}_call: kernel '%s': tensor %d: data is NULL or not 64-byte aligned", kernel, i);
-        return -1;
-      }}
+      if (cs_check_tensor("{lib}_call", kernel, i, (const cs_DLTensor*)args[i], &cs_kernels[k].args[i])) return -1;
+      p[i] = args[i]->data;
+    }}
+    if (cs_check_overlap("{lib}_call", cs_kernels[k].args, p, nargs)) return -1;
+    for (int i = 0; i < nargs; i++) {{
       a[i].type_index = CS_FFI_DLTENSOR_PTR;
       a[i].zero_padding = 0;
       a[i].v_ptr = args[i];

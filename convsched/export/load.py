@@ -38,7 +38,7 @@ class CFunction:
     def __init__(self, library: "Library", kernel: dict):
         self.library, self.name, self.entry = library, kernel["name"], kernel["entry"]
         self.nargs = len(kernel["arguments"])
-        self.fn = getattr(library.dll, self.entry)
+        self.fn = library._symbol(self.entry)
         self.fn.argtypes = [ctypes.c_void_p] * self.nargs
         self.fn.restype = ctypes.c_int
 
@@ -71,8 +71,8 @@ class Library:
     """An export directory, checked: manifest readable and untampered, library untampered, CPU able."""
 
     def __init__(self, directory):
+        m = M.read(directory)
         self.directory = d = Path(directory)
-        m = M.read(d)
         libpath = d / m["library"]
         try:
             self.dll = ctypes.CDLL(_loadable_path(libpath.resolve(), m["library_sha256"]))
@@ -80,16 +80,23 @@ class Library:
             raise ExportError(f"{libpath}: cannot load the library: {e}") from None
         lib = m["name"]
         self.manifest, self.name = m, lib
-        self._last_error = getattr(self.dll, f"{lib}_last_error")
+        self._last_error = self._symbol(f"{lib}_last_error")
         self._last_error.restype = ctypes.c_char_p
-        embedded = getattr(self.dll, f"{lib}_manifest_digest")
+        embedded = self._symbol(f"{lib}_manifest_digest")
         embedded.restype = ctypes.c_char_p
-        if embedded().decode() != m["manifest_digest"]:
+        if (embedded() or b"").decode(errors="replace") != m["manifest_digest"]:
             raise ExportError(f"{d}: manifest.json belongs to another build of {m['library']} (digests differ)")
-        check = getattr(self.dll, f"{lib}_check_cpu")
+        check = self._symbol(f"{lib}_check_cpu")
         check.restype = ctypes.c_int
         if check() != 0:
             raise TargetError(self.last_error())
+
+    def _symbol(self, name: str):
+        try:
+            return getattr(self.dll, name)
+        except AttributeError:
+            raise ExportError(f"{self.directory}: the library has no function {name}; export the kernels again") \
+                from None
 
     def last_error(self) -> str:
         return (self._last_error() or b"").decode(errors="replace")
@@ -103,8 +110,9 @@ class Library:
     def kernel_names(self) -> list[str]:
         return [k["name"] for k in self.manifest["kernels"]]
 
-    def entry(self, name: str) -> LoadedEntry:
-        """Kernel `name` of this library: its layer, target, schedule and C function."""
+    def entry(self, name: str, layers=()) -> LoadedEntry:
+        """Kernel `name` of this library: its layer, target, schedule and C function. layers: layer classes
+        to rebuild the kernel's layer with (a custom layer's class), before the registered ones."""
         ks = {k["name"]: k for k in self.manifest["kernels"]}
         if name not in ks:
             raise ExportError(f"{self.directory}: no kernel named '{name}'; it has {', '.join(ks)}")
@@ -112,7 +120,7 @@ class Library:
         t = self.manifest["target"]
         target = Target(t["name"], t["mcpu"], frozenset(t["features"]), int(t["cores"]), t["triple"],
                         frozenset(t.get("disabled", ())))
-        return LoadedEntry(_rebuild_layer(k, self.directory), target, Schedule.from_json(k["schedule"]),
+        return LoadedEntry(_rebuild_layer(k, self.directory, layers), target, Schedule.from_json(k["schedule"]),
                            CFunction(self, k), k.get("loop_nest", ""), f"loaded from {self.directory}")
 
 
@@ -133,17 +141,26 @@ def _loadable_path(path: Path, sha: str) -> str:
     return str(copy)
 
 
-def _rebuild_layer(k: dict, directory):
-    """The layer of manifest entry `k`, rebuilt from its class name and parameters, checked against it."""
+def _rebuild_layer(k: dict, directory, layers=()):
+    """The layer of manifest entry `k`, rebuilt from its class name and parameters, checked against it.
+
+    Classes come from `layers` (by class name), else from the layer registry (the shipped layers and any layer
+    class this process has defined): nothing the manifest names is imported."""
+    given = {cls.__name__: cls for cls in layers or ()}
+
+    def layer_class(name):
+        if name in given:
+            return given[name]
+        try:
+            return registry.layer_class(name)
+        except LookupError:
+            raise ExportError(f"{directory}: kernel '{k['name']}' needs the layer class {name}, which this process "
+                              f"does not have: pass it, e.g. cs.load(dir, layers=[{name}])") from None
+
+    cls = layer_class(k["layer"]["class"])
     try:
-        cls = registry.layer_class(k["layer"]["class"])
-    except LookupError:
-        raise ExportError(f"{directory}: kernel '{k['name']}' is a {k['layer']['class']}, a layer this convsched "
-                          f"does not have") from None
-    params = {p: tuple(v) if isinstance(v, list) else v for p, v in k["layer"]["params"].items()}
-    try:
-        layer = cls(**params)
-    except (TypeError, ValueError) as e:
+        layer = cls.from_params(k["layer"]["params"], layer_class)
+    except (TypeError, ValueError, KeyError) as e:
         raise ExportError(f"{directory}: kernel '{k['name']}': cannot rebuild {cls.__name__}: {e}") from None
     if layer.workload_key != k["workload_key"]:
         raise ExportError(f"{directory}: kernel '{k['name']}': the layer rebuilt from the manifest differs from the "

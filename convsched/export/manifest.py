@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,9 +108,39 @@ def build(named: dict, lib: str, target, cc) -> dict:
     }
 
 
+def _malformed(m: dict) -> str | None:
+    """What in a manifest (whose digest matches) is not of the shape write() gives it, or None."""
+    if not isinstance(m["name"], str) or not m["name"].isidentifier():
+        return f"name {m['name']!r} is not a C identifier"
+    if not isinstance(m["library"], str) or m["library"] != f"lib{m['name']}.so":
+        return f"library {m['library']!r} is not lib{m['name']}.so"
+    if not all(isinstance(m[k], str) for k in ("library_sha256", "manifest_digest")):
+        return "its integrity fields are not strings"
+    t = m["target"]
+    if not isinstance(t, dict) or not all(isinstance(t.get(k), str) for k in ("name", "mcpu", "triple")) or \
+            not isinstance(t.get("features"), list) or not isinstance(t.get("cores"), int):
+        return "target is not {name, mcpu, triple, features, cores}"
+    if not isinstance(m["kernels"], list) or not m["kernels"]:
+        return "kernels is not a list of kernels"
+    for k in m["kernels"]:
+        if not isinstance(k, dict) or not all(isinstance(k.get(f), str) for f in ("name", "entry", "workload_key")):
+            return "a kernel lacks its name, entry or workload_key"
+        if not isinstance(k.get("layer"), dict) or not isinstance(k["layer"].get("class"), str) or \
+                not isinstance(k["layer"].get("params"), dict) or not isinstance(k.get("schedule"), dict):
+            return f"kernel {k['name']!r}: its layer or schedule is malformed"
+        args = k.get("arguments")
+        if not isinstance(args, list) or not all(
+                isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("dtype"), str)
+                and isinstance(a.get("shape"), list) for a in args):
+            return f"kernel {k['name']!r}: its arguments are malformed"
+    return None
+
+
 def read(directory: Path) -> dict:
     """The manifest of an export directory, checked: readable, of this format, complete and untampered, and
     the library it names present and unmodified. ExportError says what is wrong."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise ExportError(f"an export directory is a path, got {directory!r}")
     d = Path(directory)
     mpath = d / "manifest.json"
     if not d.is_dir():
@@ -118,8 +149,10 @@ def read(directory: Path) -> dict:
         raise ExportError(f"{d}: not a convsched export directory (no manifest.json)")
     try:
         m = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ExportError(f"{mpath}: not valid JSON ({e}); the manifest was damaged or edited") from None
+    except OSError as e:
+        raise ExportError(f"{mpath}: cannot be read: {e}") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ExportError(f"{mpath}: not a convsched export manifest (format is not '{FORMAT}')")
     if m.get("format_version") != FORMAT_VERSION:
@@ -131,6 +164,9 @@ def read(directory: Path) -> dict:
     if digest(m) != m["manifest_digest"]:
         raise ExportError(f"{mpath}: the manifest was modified after export (its contents do not match "
                           f"its digest); export the kernels again")
+    why = _malformed(m)
+    if why:
+        raise ExportError(f"{mpath}: {why}; the manifest was damaged or edited: export the kernels again")
     libpath = d / m["library"]
     if not libpath.is_file():
         raise ExportError(f"{d}: the library {m['library']} named by the manifest is missing")

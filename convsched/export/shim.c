@@ -352,7 +352,27 @@ __attribute__((destructor)) static void cs_unload(void) {
 }
 
 /* ------------------------------------------------------------------------------------ readiness */
-static _Atomic int cs_ready = 0;     /* 0 = not checked, 1 = ok, -1 = the CPU lacks features */
+static _Atomic int cs_ready = 0;     /* 1 = the CPU and the environment were checked and are fine */
+
+/* The thread-count variables, when set, must be positive integers: "abc" or "0" is an error of the first call
+ * (-1 and a message), not a silent fall back to the default. Not checked once <lib>_set_num_threads(n > 0)
+ * chose the threads. */
+CS_INTERNAL int cs_check_thread_env(void) {
+  if (cs_requested_threads > 0) return 0;
+  const char* names[2] = {"CONVSCHED_NUM_THREADS", "TVM_NUM_THREADS"};
+  for (int i = 0; i < 2; i++) {
+    const char* v = getenv(names[i]);
+    if (!v) continue;
+    char* end = NULL;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < 1 || n > 1 << 20) {
+      cs_set_error("%s: %s must be a positive integer (threads per kernel), got '%.64s'", CS_LIB, names[i], v);
+      return -1;
+    }
+  }
+  return 0;
+}
 
 CS_INTERNAL void cs_fill_slots(void) {
   if (&__TVMBackendParallelLaunch) __TVMBackendParallelLaunch = (void*)cs_parallel_launch;
@@ -379,6 +399,91 @@ CS_INTERNAL cs_Any cs_tensor_arg(cs_DLTensor* t, void* data, int ndim, const int
   a.zero_padding = 0;
   a.v_ptr = t;
   return a;
+}
+
+/* One argument of a kernel, for checking the DLTensors handed to <lib>_call. */
+typedef struct {
+  const char* name;
+  int32_t ndim;
+  const int64_t* shape;
+  uint8_t code, bits;
+  uint64_t nbytes;
+  int output;
+} cs_argspec;
+
+/* No output may share memory with another argument: the kernels read their inputs while they write their
+ * outputs, so an output laid over an input would be read half overwritten: a wrong result, not an error. */
+CS_INTERNAL int cs_check_overlap(const char* entry, const cs_argspec* specs, const void* const* ptrs, int n) {
+  for (int i = 0; i < n; i++) {
+    if (!specs[i].output) continue;
+    uintptr_t a0 = (uintptr_t)ptrs[i], a1 = a0 + specs[i].nbytes;
+    for (int j = 0; j < n; j++) {
+      uintptr_t b0 = (uintptr_t)ptrs[j], b1 = b0 + specs[j].nbytes;
+      if (j != i && a0 < b1 && b0 < a1) {
+        cs_set_error("%s: output '%s' shares memory with argument '%s'; give it a buffer of its own", entry,
+                     specs[i].name, specs[j].name);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* A DLTensor handed to <lib>_call, checked against the kernel's argument before TVM's code reads it: that
+ * code reads shape[0..ndim) and strides without a NULL check, so a NULL shape, a wrong ndim or odd strides
+ * would crash it or make it read past the arrays. Every mismatch is -1 with a message naming the tensor. */
+CS_INTERNAL int cs_check_tensor(const char* entry, const char* kernel, int i, const cs_DLTensor* t,
+                                const cs_argspec* spec) {
+  if (!t) { cs_set_error("%s: kernel '%s': tensor %d (%s) is NULL", entry, kernel, i, spec->name); return -1; }
+  if (t->ndim != spec->ndim) {
+    cs_set_error("%s: kernel '%s': tensor %d (%s) has ndim %d, expected %d", entry, kernel, i, spec->name,
+                 (int)t->ndim, (int)spec->ndim);
+    return -1;
+  }
+  if (spec->ndim > 0 && !t->shape) {
+    cs_set_error("%s: kernel '%s': tensor %d (%s): shape is NULL", entry, kernel, i, spec->name);
+    return -1;
+  }
+  for (int d = 0; d < spec->ndim; d++)
+    if (t->shape[d] != spec->shape[d]) {
+      cs_set_error("%s: kernel '%s': tensor %d (%s): shape[%d] is %lld, expected %lld", entry, kernel, i,
+                   spec->name, d, (long long)t->shape[d], (long long)spec->shape[d]);
+      return -1;
+    }
+  if (t->dtype.code != spec->code || t->dtype.bits != spec->bits || t->dtype.lanes != 1) {
+    cs_set_error("%s: kernel '%s': tensor %d (%s): dtype (code %u, bits %u, lanes %u), expected (code %u, "
+                 "bits %u, lanes 1)", entry, kernel, i, spec->name, (unsigned)t->dtype.code,
+                 (unsigned)t->dtype.bits, (unsigned)t->dtype.lanes, (unsigned)spec->code, (unsigned)spec->bits);
+    return -1;
+  }
+  if (t->device.device_type != 1 || t->device.device_id != 0) {
+    cs_set_error("%s: kernel '%s': tensor %d (%s): device (%d, %d), expected the CPU (1, 0)", entry, kernel, i,
+                 spec->name, (int)t->device.device_type, (int)t->device.device_id);
+    return -1;
+  }
+  if (t->strides) {   /* NULL is C-contiguous; otherwise exactly the compact row-major strides (size-1 dims: any) */
+    int64_t expect = 1;
+    for (int d = spec->ndim - 1; d >= 0; d--) {
+      if (spec->shape[d] != 1 && t->strides[d] != expect) {
+        cs_set_error("%s: kernel '%s': tensor %d (%s): strides[%d] is %lld, expected %lld (a C-contiguous "
+                     "buffer; or pass strides NULL)", entry, kernel, i, spec->name, d, (long long)t->strides[d],
+                     (long long)expect);
+        return -1;
+      }
+      expect *= spec->shape[d];
+    }
+  }
+  if (t->byte_offset) {
+    cs_set_error("%s: kernel '%s': tensor %d (%s): byte_offset is %llu; point data at the first element "
+                 "(byte_offset 0)", entry, kernel, i, spec->name, (unsigned long long)t->byte_offset);
+    return -1;
+  }
+  if (!t->data || (uintptr_t)t->data % 64) {
+    cs_set_error("%s: kernel '%s': tensor %d (%s): data is NULL or not 64-byte aligned", entry, kernel, i,
+                 spec->name);
+    return -1;
+  }
+  return 0;
 }
 
 /* NULL and alignment: the generated code assumes 64-byte aligned buffers (aligned vector loads). */

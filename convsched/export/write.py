@@ -24,6 +24,8 @@ def export(kernels, directory, name: str | None = None, *, cc: str | None = None
     directory's base name). cc: the C compiler (default $CC, else gcc). Returns the directory.
     """
     named = _name_kernels(kernels)
+    if not isinstance(directory, (str, os.PathLike)):
+        raise ExportError(f"an export directory is a path, got {directory!r}")
     directory = Path(directory)
     lib = c_name(name or directory.resolve().name, "library name")
     if len({(k.target.key, repr(k.target.to_tvm())) for k in named.values()}) > 1:
@@ -37,7 +39,10 @@ def export(kernels, directory, name: str | None = None, *, cc: str | None = None
 
     manifest = M.build(named, lib, target, cc)
     digest = M.digest(manifest)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create the export directory {directory}: {e}") from None
     with tempfile.TemporaryDirectory(prefix=".export-", dir=directory) as tmp:
         tmp = Path(tmp)
         compile_object([(M.tvm_symbol(lib, kname), replay(k.layer, k.schedule)) for kname, k in named.items()],

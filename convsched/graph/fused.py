@@ -59,6 +59,9 @@ class FusedLayer(Layer):
     def __post_init__(self):
         if not self.members:
             raise GraphError("a fused layer needs at least one member")
+        if not all(isinstance(m, Member) and isinstance(m.layer, Layer) for m in self.members):
+            raise GraphError(f"fused layer {self.name}: members must be Member(name, layer, ...) of layers, got "
+                             f"{self.members!r}"[:300])
         names = [m.name for m in self.members]
         if len(set(names)) != len(names):
             raise GraphError(f"fused layer {self.name}: member names repeat: {names}")
@@ -105,16 +108,28 @@ class FusedLayer(Layer):
              "binds": [list(b) for b in m.binds], "template": m.template, "knobs": dict(m.knobs)}
             for m in self.members]}
 
+    @classmethod
+    def from_params(cls, params: dict, layer_class=None) -> "FusedLayer":
+        """The inverse of params(): each member rebuilt through layer_class(its class name)."""
+        if layer_class is None:
+            raise GraphError("rebuilding a fused layer needs layer_class (member class name -> class)")
+        members = tuple(Member(m["name"], layer_class(m["class"]).from_params(m["params"], layer_class),
+                               tuple(tuple(b) for b in m["binds"]), m["template"], tuple(m["knobs"].items()))
+                        for m in params["members"])
+        return cls(members, params["name"])
+
     def __str__(self):
         return f"FusedLayer({' -> '.join(f'{m.name}:{type(m.layer).__name__}' for m in self.members)})"
 
     def _arguments(self):
-        """[(member, argument spec)] of the fused kernel's arguments, in order."""
-        out = []
-        for m in self.members:
-            bound = m.bind_dict
-            out += [(m, s) for s in m.layer.input_specs() if s.name not in bound]
-        return out
+        """[(member, argument spec)] of the fused kernel's arguments, in order (worked out once per layer)."""
+        def arguments():
+            out = []
+            for m in self.members:
+                bound = m.bind_dict
+                out += [(m, s) for s in m.layer.input_specs() if s.name not in bound]
+            return tuple(out)
+        return self.cached("arguments", arguments)
 
     def input_specs(self):
         return [TensorSpec(prefixed(m.name, s.name), s.shape, s.dtype) for m, s in self._arguments()]
@@ -181,6 +196,9 @@ class FusedLayer(Layer):
 
     def prepare_inputs(self, arrays):
         arrays = list(arrays)
+        if not self.cached("converts", lambda: any(type(m.layer).prepare_inputs is not Layer.prepare_inputs
+                                                   for m in self.members)):
+            return arrays             # no member converts its arguments (packs bits): nothing to do per call
         if len(arrays) != len(self._arguments()):
             return arrays  # the kernel reports the count mismatch
         args, out = self._split_args(arrays), []

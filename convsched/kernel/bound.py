@@ -7,6 +7,7 @@ Conv2d.pack_weights(w_oihw), also run once:  k.bind(w=layer.pack_weights(w_oihw)
 from __future__ import annotations
 
 from .arrays import as_kernel_arg
+from .timing import time_calls
 
 
 class BoundKernel:
@@ -35,9 +36,17 @@ class BoundKernel:
     def __call__(self, *arrays):
         return self.kernel(*self._full(arrays))
 
-    def benchmark(self, arrays=None, **kw):
-        full = None if arrays is None else self._full(list(arrays))
-        return self.kernel.benchmark(arrays=full, **kw)
+    def benchmark(self, arrays=None, call_time: bool = True, **kw):
+        """Kernel.benchmark with the bound arrays and the given (else random) free ones; the call time is of
+        this bound kernel's calls."""
+        if arrays is None:
+            specs = self.kernel.layer.input_specs()
+            arrays = [a for a, s in zip(self.kernel.layer.random_inputs(), specs) if s.name not in self._fixed]
+        arrays = list(arrays)
+        t = self.kernel.benchmark(arrays=self._full(arrays), call_time=False, **kw)
+        if not call_time:
+            return t
+        return t.with_calls(time_calls(self, arrays, kw.get("repeat", 15), kw.get("min_repeat_ms", 20)))
 
     def __repr__(self):
         return f"BoundKernel({self.kernel!r}, fixed={sorted(self._fixed)})"

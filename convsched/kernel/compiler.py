@@ -11,10 +11,10 @@ import warnings
 
 from .. import records
 from .. import target as targets
-from ..errors import ScheduleError
-from ..layers import LossDelta
+from ..errors import BuildError, ScheduleError
+from ..layers import Layer, LossDelta
 from ..schedule import Schedule, get_template
-from .kernel import Kernel, refusal
+from .kernel import FiniteOnly, Kernel, refusal
 from .loss_delta import LOSS_DELTA
 from .parts import MultiPart, Recipe, build_part
 
@@ -46,27 +46,84 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
     log: where the tuning records are (records.log_path). A kernel built for CPU features the host lacks
     compiles (cross-compilation, export) but refuses to run.
     """
+    if not isinstance(layer, Layer):
+        raise ValueError(f"compile: expected a layer (e.g. cs.layers.Conv2d(...)), got {layer!r}"[:300])
+    _check_argument_sizes(layer)
     tgt = targets.get(target)
     if schedule is not None and (template or knobs):
         raise ScheduleError("give either schedule= or template=/knobs=, not both")
+    if schedule is not None and not (isinstance(schedule, Schedule) or callable(schedule)):
+        raise ScheduleError(f"schedule= is a recorded Schedule (Schedule.from_json) or a function schedule(s, "
+                            f"layer), got {type(schedule).__name__}")
     why_not = refusal(tgt, targets.host())
     spec = MULTI_PART.get(layer.KIND)
     if spec is None:
-        part = build_part(layer, tgt, _recipe(layer, tgt, template, knobs, schedule, log), why_not)
-        return Kernel(layer, tgt, part.schedule, part.built, part.loop_nest)
+        part = None
+        if schedule is None and template is None and knobs is None:
+            part = _build_best_record(layer, tgt, log, why_not)
+        if part is None:
+            part = build_part(layer, tgt, _recipe(layer, tgt, template, knobs, schedule), why_not)
+        built = part.built
+        if part.schedule.algorithm in layer.FINITE_ONLY_ALGORITHMS and why_not is None:
+            built = FiniteOnly(built, _float_inputs(layer), lambda: _exact_fallback(layer, tgt).built)
+        return Kernel(layer, tgt, part.schedule, built, part.loop_nest)
     recipes = _part_recipes(layer, tgt, spec, template, knobs, schedule, log)
     parts = {name: spec.build_part(name, layer, tgt, r, why_not) for name, r in recipes.items()}
     return spec.assemble(layer, tgt, parts, recipes, why_not)
 
 
-def _recipe(layer, tgt, template, knobs, schedule, log) -> Recipe:
-    """The schedule of a single-function kernel."""
+def _float_inputs(layer) -> list:
+    return [i for i, spec in enumerate(layer.input_specs()) if spec.dtype.startswith("float")]
+
+
+def _exact_fallback(layer, tgt):
+    """The layer's default template, which follows reference() on inf and NaN: what a finite-only algorithm's
+    kernel runs on inputs it would get wrong (FiniteOnly)."""
+    template = layer.default_template()
+    if get_template(template).algorithm in layer.FINITE_ONLY_ALGORITHMS:
+        raise BuildError(f"{type(layer).__name__}: the default template {template} is finite-only too: "
+                         f"no exact fallback for inputs with inf or NaN")
+    return build_part(layer, tgt, Recipe(template))
+
+
+# TVM declares loops over a buffer with 32-bit indices: a bigger buffer fails deep inside TVM with "Literal value
+# ... out of range" (measured with cs.layers.Add(h=2**16, w=2**16, c=1), TVM 0.27, 2026-12).
+MAX_ELEMENTS = 2 ** 31 - 1
+
+
+def _check_argument_sizes(layer) -> None:
+    """ValueError naming the argument if one has an empty dimension or more elements than kernels can index."""
+    for role, specs in (("input", layer.input_specs()), ("output", layer.output_specs())):
+        for spec in specs:
+            if any(int(d) <= 0 for d in spec.shape):
+                raise ValueError(f"{type(layer).__name__}: {role} '{spec.name}' has shape {tuple(spec.shape)}: every "
+                                 f"dimension must be positive")
+            n = 1
+            for d in spec.shape:
+                n *= int(d)
+            if n > MAX_ELEMENTS:
+                raise ValueError(f"{type(layer).__name__}: {role} '{spec.name}' has {n} elements; a kernel's buffers "
+                                 f"hold at most 2**31 - 1 (32-bit indices)")
+
+
+def _build_best_record(layer, tgt, log, why_not):
+    """The kernel of the fastest verified tuning record that still builds, or None. A record that passed the
+    schema and knob checks but no longer schedules or compiles (a template edit that kept its knobs, a
+    hand-edited log) is skipped with a warning naming its line, and the next-best record is tried."""
+    for rec in records.ranked(layer, tgt, log):
+        try:
+            return build_part(layer, tgt, Recipe(rec["template"], rec["knobs"]), why_not)
+        except (ScheduleError, BuildError) as e:
+            _warn_once(("unbuildable", records.where(rec)),
+                       f"{records.where(rec)}: tuning record skipped: it does not build: {e}")
+    return None
+
+
+def _recipe(layer, tgt, template, knobs, schedule) -> Recipe:
+    """The schedule of a single-function kernel when no tuning record is used."""
     if schedule is not None:
         return Recipe(schedule=schedule)
     if template is None and knobs is None:
-        best = records.best_record(layer, tgt, log)
-        if best is not None:
-            return Recipe(*best)
         template = layer.default_template()
         _warn_once((layer.workload_key, tgt.key),
                    f"no tuning record for {layer} on {tgt.key}; using the default template {template}")

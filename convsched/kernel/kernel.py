@@ -2,6 +2,10 @@
 
 Every argument is checked (shape and dtype: ValueError) and copied into an aligned buffer when it is
 misaligned or strided (kernel/arrays.py); outputs are allocated aligned.
+
+A call costs a few microseconds of Python on top of the compiled function, whatever the layer: the argument
+specs (for a custom layer, the result of running its declaration) are computed once, when the kernel is made,
+and each call only checks, allocates and calls (benchmarks/call_overhead.py measures it per layer kind).
 """
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from ..backend import num_threads
 from ..backend.binary import assembly
 from ..errors import TargetError
 from ..export import export as write_library
-from .arrays import aligned_empty, as_kernel_arg
+from .arrays import as_kernel_arg, new_aligned, spec_of
 from .bound import BoundKernel
-from .timing import Timing
+from .timing import Timing, time_calls, timing_arguments
 
 
 class RefusedBuild:
@@ -33,6 +37,31 @@ class RefusedBuild:
         raise TargetError(self.message)
 
 
+class FiniteOnly:
+    """Compiled code of an algorithm the layer documents as exact on finite inputs only (Winograd: an inf in,
+    NaN out of its whole tile): a call whose float inputs are all finite runs it; any other call runs the
+    fallback (an algorithm that follows reference() on inf and NaN, built on first need). So the tuner may pick
+    the fast algorithm and no input gets a different answer than the definition. The check costs one
+    np.isfinite pass over the float inputs (15-40 us on a 56x56x64 input, Intel Xeon rocketlake, 2026-12; a few %
+    of that Winograd conv); timing (time()) measures the algorithm itself."""
+
+    def __init__(self, built, float_inputs: list, fallback):
+        self.built, self.float_inputs, self._fallback = built, list(float_inputs), fallback
+        self.executable = getattr(built, "executable", None)
+        self._fallback_built = None
+
+    def __call__(self, *arrays):
+        for i in self.float_inputs:
+            if not np.isfinite(arrays[i]).all():
+                if self._fallback_built is None:
+                    self._fallback_built = self._fallback()
+                return self._fallback_built(*arrays)
+        return self.built(*arrays)
+
+    def time(self, *args, **kwargs):
+        return self.built.time(*args, **kwargs)
+
+
 def refusal(target, host) -> str | None:
     """Why a kernel built for `target` must not run on `host` (None: it may)."""
     missing = target.missing_on(host)
@@ -48,30 +77,42 @@ class Kernel:
     def __init__(self, layer, target, schedule, built, loop_nest: str, source: str = "compiled"):
         self.layer, self.target, self.schedule = layer, target, schedule
         self._built, self._loop_nest, self.source = built, loop_nest, source
+        # Once per kernel, not per call: a custom layer's output_specs() runs its whole TE declaration.
+        self._inputs = [spec_of(s) for s in layer.input_specs()]
+        self._outputs = [spec_of(s) for s in layer.output_specs()]
+        # the compiled function itself where there is one (tvm_ffi's), not the wrapper around it: one Python
+        # frame less per call; a refused build or a loaded C entry point is called as it is
+        self._run = getattr(built, "func", built)
 
     def __repr__(self):
         return f"Kernel({self.layer}, template={self.schedule.template!r}, target={self.target.key})"
 
     def _arguments(self, arrays) -> list:
-        specs = self.layer.input_specs()
-        arrays = list(self.layer.prepare_inputs(list(arrays)))
+        specs = self._inputs
+        arrays = self.layer.prepare_inputs(list(arrays))
         if len(arrays) != len(specs):
             names = ", ".join(s.name for s in specs)
             raise ValueError(f"{type(self.layer).__name__} kernel takes {len(specs)} arrays ({names}), "
                              f"got {len(arrays)}")
         return [as_kernel_arg(a, s, "input") for a, s in zip(arrays, specs)]
 
+    def _new_outputs(self) -> list:
+        return [new_aligned(s.shape, s.dtype) for s in self._outputs]
+
     def __call__(self, *arrays):
         args = self._arguments(arrays)
-        outs = [aligned_empty(s.shape, s.dtype) for s in self.layer.output_specs()]
-        self._built(*args, *outs)
+        outs = self._new_outputs()
+        self._run(*args, *outs)
         return self.layer.finish_outputs(outs)
 
-    def benchmark(self, repeat: int = 15, min_repeat_ms: int = 20, arrays=None) -> Timing:
+    def benchmark(self, repeat: int = 15, min_repeat_ms: int = 20, arrays=None, call_time: bool = True) -> Timing:
         """Time the kernel on random (or given) inputs: median and p10/p90 over `repeat` measurements,
-        each averaging enough calls to last `min_repeat_ms`."""
-        args = self._arguments(arrays or self.layer.random_inputs())
-        outs = [aligned_empty(s.shape, s.dtype) for s in self.layer.output_specs()]
+        each averaging enough calls to last `min_repeat_ms`. call_time: also time whole Python calls
+        k(*arrays) on the same inputs (Timing.call_median_ms; what a caller pays, checks and copies included)."""
+        repeat, min_repeat_ms = timing_arguments(repeat, min_repeat_ms)
+        user = list(arrays) if arrays is not None else self.layer.random_inputs()
+        args = self._arguments(user)
+        outs = self._new_outputs()
         # warm up for ~50 ms first: the thread pool's workers, the caches and the clock ramp (the first repeats
         # of a cold 56x56 conv on 2 threads read 20-30% slow, AMD Zen 3, 2026-11, and p10/p90 would call it noise)
         t_end = time.perf_counter() + 0.05
@@ -82,9 +123,10 @@ class Kernel:
         secs = np.array(self._built.time(args + outs, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms))
         # Winograd computes a 3x3 conv with 2.25x fewer multiplies: its rate counts the direct conv's FLOPs
         # ("effective") and may pass the FMA peak; any other algorithm is held to the peak
-        return Timing.from_ms(secs * 1e3, num_threads(), self.layer.ops() * self.layer.flops_per_op,
-                              self.layer.op_unit, self.target, effective="winograd" in self.schedule.algorithm,
-                              direct=True)
+        t = Timing.from_ms(secs * 1e3, num_threads(), self.layer.ops() * self.layer.flops_per_op,
+                           self.layer.op_unit, self.target, effective="winograd" in self.schedule.algorithm,
+                           direct=True)
+        return t.with_calls(time_calls(self, user, repeat, min_repeat_ms)) if call_time else t
 
     def bind(self, **fixed) -> BoundKernel:
         """Fix some inputs once (e.g. bind(w=layer.pack_weights(w), b=b)): -> a callable taking the rest."""

@@ -25,7 +25,7 @@ from ..layers.loss_delta import LossDeltas
 from ..schedule import Schedule, get_template
 from .arrays import aligned_empty
 from .parts import MultiPart, Part
-from .timing import Timing
+from .timing import Timing, time_calls, timing_arguments
 
 FORWARD_TEMPLATE = "loss_delta/forward"
 DELTAS_TEMPLATE = "loss_delta/deltas"
@@ -294,6 +294,7 @@ class LossDeltaKernel:
     def profile(self, arrays=None, repeat: int = 5) -> dict:
         """Best-of-`repeat` milliseconds of each stage of one batch-summed call: args (checking the arguments,
         packing images and weights), forward (the conv and its classification), head, deltas, fc, total."""
+        repeat, _ = timing_arguments(repeat, 0)
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
         best = {}
@@ -321,23 +322,18 @@ class LossDeltaKernel:
             del conv
         return best
 
-    def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None) -> Timing:
+    def benchmark(self, repeat: int = 7, min_repeat_ms: int = 0, arrays=None, call_time: bool = True) -> Timing:
         """Wall time of whole calls (numpy glue included) on random (or given) inputs of batch layer.n (or the
-        given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`."""
+        given arrays' batch): `repeat` measurements, each the mean of enough calls to last `min_repeat_ms`.
+        The glue is part of the algorithm, so the kernel time is the Python call time (call_time: also report
+        it as such)."""
+        repeat, min_repeat_ms = timing_arguments(repeat, min_repeat_ms)
         L = self.layer
         arrays = arrays if arrays is not None else L.random_inputs()
-        t0 = time.perf_counter()
-        self(*arrays)
-        first = time.perf_counter() - t0
-        number = max(1, int(np.ceil(min_repeat_ms * 1e-3 / max(first, 1e-6)))) if min_repeat_ms else 1
-        ms = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(number):
-                self(*arrays)
-            ms.append((time.perf_counter() - t0) * 1e3 / number)
+        ms = time_calls(self, arrays, repeat, min_repeat_ms)
         ops = int(np.shape(arrays[0])[0]) * L.ph * L.pw * L.cout * 9 * L.cin      # the batch actually run
-        return Timing.from_ms(ms, num_threads(), ops, L.op_unit, self.target)
+        t = Timing.from_ms(ms, num_threads(), ops, L.op_unit, self.target)
+        return t.with_calls(ms) if call_time else t
 
 
 def part_of(template: str) -> str | None:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..backend import expr, te
-from .base import Declaration, Layer, TensorSpec, canon_pair, check_positive, conv_out_size, pair
+from .base import Declaration, Layer, TensorSpec, canon_pair, check_positive, conv_out_size, pair, relu
 from .layout import (nchwc_pack, nchwc_unpack, pack_weights_nchwc, pack_weights_panels, unpack_weights_nchwc,
                      unpack_weights_panels)
 from .winograd import winograd_conv
@@ -42,12 +42,14 @@ class Conv2d(Layer):
     Algorithms (a template's ALGORITHM) and their stages / axes (the schedule's vocabulary):
       every algorithm: "pad" (the zero-padded input, x's layout) ... "conv" (the convolution, output layout)
         then the epilogue, each with conv's spatial axes: "bias" (+ b[co]), "residual" (+ r),
-        "act" (max(., 0)). The last stage present is the output.
+        "act" (max(., 0), NaN stays NaN). The last stage present is the output.
       direct:  "conv" spatial NHWC n, oh, ow, co | NCHW n, co, oh, ow | NCHWc n, co_b, oh, ow, co;
                reduction kh, kw, ci (NCHW: ci, kh, kw; NCHWc: ci_b, kh, kw, ci), ci within a group/block.
       im2col (NHWC, groups=1): "im2col" col[n, oh, ow, kh, kw, ci] (the patch matrix, rows = pixels),
                "conv" = GEMM col x w: spatial n, oh, ow, co; reduction kh, kw, ci.
       winograd2x2 (NHWC, 3x3, stride 1, dilation 1, groups=1): output tiles of 2x2, th = ceil(oh/2) etc.
+               Its code is exact on finite inputs only (an inf input gives NaN outputs, layers/winograd.py):
+               its kernels check their float inputs and run the default template on inf or NaN.
                "pad" is padded up to whole tiles;
                "wino_u" U[e, u, ci, co] = G w G^T (the weight transform; axes e, u, ci, co; reduction none)
                "wino_v" V[e, u, n, th, tw, ci] = B^T d B (input transform of each 4x4 tile)
@@ -57,11 +59,11 @@ class Conv2d(Layer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     cin: int = 64
     cout: int = 64
     kh: int = 3
-    kw: int = 3
+    kw: int = None      # None: follows kh
     stride: int | tuple = 1
     pad: int | tuple = 1
     dilation: int | tuple = 1
@@ -76,6 +78,7 @@ class Conv2d(Layer):
 
     KIND: ClassVar[str] = "conv2d"
     ALGORITHMS: ClassVar[tuple] = ("direct", "im2col", "winograd2x2")
+    FINITE_ONLY_ALGORITHMS: ClassVar[tuple] = ("winograd2x2",)     # inf in, NaN out: layers/winograd.py
     # Fields added after the first tuning logs: left out of workload_key while at their defaults.
     _LATE_FIELDS: ClassVar[dict] = {"residual": False, "cblock": 8, "wpack": 0}
 
@@ -309,8 +312,7 @@ class Conv2d(Layer):
             out = te.compute(self.y_shape(), lambda *i: prev(*i) + r(*i), name=prefix + "residual")
         if self.act == "relu":
             prev = out
-            out = te.compute(self.y_shape(), lambda *i: expr.max(prev(*i), expr.const(0.0, self.dtype)),
-                             name=prefix + "act")
+            out = te.compute(self.y_shape(), lambda *i: relu(prev(*i), self.dtype), name=prefix + "act")
         return out
 
     def reference(self, x, w, *rest):

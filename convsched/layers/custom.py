@@ -22,9 +22,11 @@
 
     k = cs.compile(Scale(h=32, w=32))                    # first template of "scale", or DEFAULT_TEMPLATE
 
-What CustomLayer fills in: output_specs() from the TE output's shape and dtype, declare() (placeholders from
-input_specs(), then compute(); `algorithm` is passed on when compute takes it), ops() (output elements unless
-you say otherwise) and default_template() (DEFAULT_TEMPLATE, else the first file of <TEMPLATES>/<KIND>/).
+What CustomLayer fills in: output_specs() from the TE output's shape and dtype (the declaration runs once per
+layer: `self.cached(name, fn)` keeps what a layer derives from its fields, e.g. constant tensors its
+prepare_inputs() adds), declare() (placeholders from input_specs(), then compute(); `algorithm` is passed on
+when compute takes it), ops() (output elements unless you say otherwise) and default_template()
+(DEFAULT_TEMPLATE, else the first file of <TEMPLATES>/<KIND>/).
 The template search finds TEMPLATES through the layer registry as soon as the class is defined. Everything
 else is an ordinary Layer: tests, tuning, graphs and export work the same way as for the shipped layers.
 
@@ -85,10 +87,19 @@ class CustomLayer(Layer):
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         return Declaration(fresh, outs)
 
+    def nonfinite_inputs(self, seed: int = 0):
+        """None: the tuner checks a custom layer's kernels on inf/NaN inputs only if the layer says what
+        reference() makes of them, by returning such inputs here (Layer.nonfinite_inputs plants some)."""
+        return None
+
     def output_specs(self):
+        return list(self.cached("output_specs", self._output_specs))     # declare() runs once per layer
+
+    def _output_specs(self) -> tuple:
         decl = self.declare()
         names = list(self.OUTPUT_NAMES) + [f"y{i}" for i in range(len(self.OUTPUT_NAMES), len(decl.outputs))]
-        return [TensorSpec(nm, tuple(int(d) for d in t.shape), str(t.dtype)) for nm, t in zip(names, decl.outputs)]
+        return tuple(TensorSpec(nm, tuple(int(d) for d in t.shape), str(t.dtype))
+                     for nm, t in zip(names, decl.outputs))
 
     def ops(self) -> int:
         return int(sum(np.prod(s.shape) for s in self.output_specs()))

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..backend import expr, te
-from .base import Declaration, Layer, TensorSpec, check_positive
+from ..backend import te
+from .base import Declaration, Layer, TensorSpec, check_positive, relu
 
 ACTIVATIONS = (None, "relu")
 
@@ -30,7 +30,7 @@ class Add(Layer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     act: str | None = None
     dtype: str = "float32"
@@ -72,8 +72,7 @@ class Add(Layer):
         out = te.compute(self.shape, lambda n, h, w, c: a[n, h, w, c] + b[n, h, w, c], name=prefix + "add")
         if self.act == "relu":
             s = out
-            out = te.compute(self.shape, lambda n, h, w, c: expr.max(s[n, h, w, c], expr.const(0.0, self.dtype)),
-                             name=prefix + "act")
+            out = te.compute(self.shape, lambda n, h, w, c: relu(s[n, h, w, c], self.dtype), name=prefix + "act")
         return Declaration(fresh, [out])
 
     def reference(self, a, b):
@@ -94,7 +93,7 @@ class Dense(Layer):
 
     n: int = 1
     h: int = 1
-    w: int = 1
+    w: int = None       # None: follows h
     c: int = 512
     cout: int = 10
     bias: bool = True
@@ -145,8 +144,7 @@ class Dense(Layer):
             out = te.compute(d.shape, lambda n, co: d[n, co] + b[co], name=prefix + "bias")
         if self.act == "relu":
             p = out
-            out = te.compute(p.shape, lambda n, co: expr.max(p[n, co], expr.const(0.0, self.dtype)),
-                             name=prefix + "act")
+            out = te.compute(p.shape, lambda n, co: relu(p[n, co], self.dtype), name=prefix + "act")
         return Declaration(fresh, [out])
 
     def reference(self, x, w, b=None):

@@ -82,7 +82,7 @@ class LayoutTransform(Layer):
     n: int = 1
     c: int = 64
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     src: str = "NHWC"
     dst: str = "NCHWc"
     cblock: int = 8

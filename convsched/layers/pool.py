@@ -10,12 +10,23 @@ from ..backend import expr, te
 from .base import Declaration, Layer, TensorSpec, canon_pair, check_positive, conv_out_size, pair
 
 
+def nan_max():
+    """The max reduction numpy's np.max and PyTorch's max pooling compute: NaN wins, -inf is a value. TVM's
+    te.max combines with select(a > b, a, b), which drops a NaN met after a number, and starts from the lowest
+    finite float, which a window of -inf would return. Here a pair that is neither a >= b nor b > a holds a NaN,
+    and a + b is NaN. Max pool 112x112x64 3x3/2, 1 thread, rocketlake, 2026-12: 1.2x the time of te.max
+    (LLVM's maximum intrinsic: 1.4x; an isnan() test: 20x the compile time of an unrolled 3x3 window)."""
+    def combine(a, b):
+        return expr.Select(a >= b, a, expr.Select(b > a, b, a + b))
+    return te.comm_reducer(combine, lambda dtype: expr.const(-np.inf, dtype), name="nan_max")
+
+
 @dataclass(frozen=True)
 class Pool2d(Layer):
     """y = max or mean of each k x k window of x, NHWC, fp32.
 
     Arguments: x (n, h, w, c). Output: (n, oh, ow, c).
-    kind "max": padding never wins (pad value is the lowest float).
+    kind "max": padding never wins (pad value is -inf); NaN in a window gives NaN, as in numpy and PyTorch.
     kind "avg": the mean over the window's elements that lie inside the image (padding is not counted,
     PyTorch's count_include_pad=False).
 
@@ -27,7 +38,7 @@ class Pool2d(Layer):
 
     n: int = 1
     h: int = 56
-    w: int = 56
+    w: int = None       # None: follows h
     c: int = 64
     kind: str = "max"
     k: int | tuple = 2
@@ -87,13 +98,13 @@ class Pool2d(Layer):
         H, W = self.h, self.w
         args, fresh = self.arguments(inputs, prefix)
         x = args["x"]
-        fill = expr.min_value(self.dtype) if self.kind == "max" else expr.const(0.0, self.dtype)
+        fill = expr.const(-np.inf if self.kind == "max" else 0.0, self.dtype)
         padded = te.compute((self.n, H + 2 * ph, W + 2 * pw, self.c), lambda n, h, w, c: expr.if_then_else(
             expr.all(h >= ph, h < H + ph, w >= pw, w < W + pw), x[n, h - ph, w - pw, c], fill), name=prefix + "pad")
         rh = te.reduce_axis((0, kh), "kh")
         rw = te.reduce_axis((0, kw), "kw")
         shape = (self.n, self.oh, self.ow, self.c)
-        reducer = te.max if self.kind == "max" else te.sum
+        reducer = nan_max() if self.kind == "max" else te.sum
         pool = te.compute(shape, lambda n, oh, ow, c: reducer(padded[n, oh * sh + rh, ow * sw + rw, c],
                                                               axis=[rh, rw]), name=prefix + "pool")
         if self.kind == "max":
@@ -135,7 +146,7 @@ class GlobalAvgPool2d(Layer):
 
     n: int = 1
     h: int = 7
-    w: int = 7
+    w: int = None       # None: follows h
     c: int = 512
     dtype: str = "float32"
 

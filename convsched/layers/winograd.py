@@ -3,6 +3,13 @@
 Y = A^T [(G g G^T) * (B^T d B)] A with interpolation points 0, 1, -1 (Lavin & Gray 2015). The transforms are
 written as selects over the 4x4 (or 2x2) positions of a tile, which a schedule that splits and unrolls those
 axes folds into straight-line code.
+
+Non-finite inputs: the transforms subtract input values from each other, so an inf in the input gives
+inf - inf = NaN in every output of its tiles, where the direct definition (reference()) gives +-inf; the
+same holds for weights. NaN stays where the definition puts it. So Conv2d lists "winograd2x2" in
+FINITE_ONLY_ALGORITHMS, and compile() wraps its code in kernel.FiniteOnly: a call with an inf or NaN in a
+float input runs the layer's default (direct) template instead; the tuner's check on inputs with inf and NaN
+then passes, and Winograd is picked where it is fastest.
 """
 from __future__ import annotations
 

@@ -64,16 +64,40 @@ class Step:
 
     @staticmethod
     def from_json(d: dict) -> "Step":
+        if not isinstance(d, dict):
+            raise ScheduleError(f"a serialised schedule step is an object, got {d!r}")
         d = dict(d)
         op = d.pop("op", None)
-        if op not in STEP_TYPES:
-            raise ScheduleError(f"unknown schedule step '{op}' in serialised schedule")
+        if not isinstance(op, str) or op not in STEP_TYPES:
+            raise ScheduleError(f"unknown schedule step {op!r} in serialised schedule")
         cls = STEP_TYPES[op]
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        types = {f.name: f.type for f in fields(cls) if f.name != "loc"}
+        for k, v in kw.items():
+            if k in types and not _json_field_ok(k, types[k], v):
+                raise ScheduleError(f"malformed '{op}' step {d}: {k} is {v!r}, not {_JSON_FIELD_KIND[types[k]]}")
         try:
             return cls(**kw)
         except TypeError as e:
             raise ScheduleError(f"malformed '{op}' step {d}: {e}") from None
+
+
+_JSON_FIELD_KIND = {"str": "a string", "int": "an integer", "tuple": "a list"}
+
+
+def _json_field_ok(name: str, annotation: str, v) -> bool:
+    """A step field read from JSON has its declared kind: names are strings, split factors integers or null."""
+    if annotation == "str":
+        return isinstance(v, str)
+    if annotation == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if annotation == "tuple":
+        if not isinstance(v, tuple):
+            return False
+        if name == "factors":
+            return all(x is None or (isinstance(x, int) and not isinstance(x, bool)) for x in v)
+        return all(isinstance(x, str) for x in v)
+    return True
 
 
 def _names(xs) -> str:
@@ -282,9 +306,26 @@ class Schedule:
                 "steps": [s.to_json() for s in self.steps]}
 
     @staticmethod
-    def from_json(d: dict) -> "Schedule":
-        return Schedule(tuple(Step.from_json(s) for s in d.get("steps", [])), d.get("template", ""),
-                        tuple(sorted(d.get("knobs", {}).items())), d.get("algorithm", "direct"))
+    def from_json(d: "dict | str") -> "Schedule":
+        """A Schedule from to_json()'s dict, or from that dict as JSON text; ScheduleError if malformed."""
+        if isinstance(d, (str, bytes)):
+            try:
+                d = json.loads(d)
+            except ValueError as e:
+                raise ScheduleError(f"a serialised schedule is JSON text or a dict; this text is not JSON ({e})") \
+                    from None
+        if not isinstance(d, dict):
+            raise ScheduleError(f"a serialised schedule is a dict (Schedule.to_json()), got {type(d).__name__}")
+        steps, template = d.get("steps", []), d.get("template", "")
+        knobs, algorithm = d.get("knobs", {}), d.get("algorithm", "direct")
+        if not isinstance(steps, list):
+            raise ScheduleError(f"a serialised schedule's steps are a list, got {type(steps).__name__}")
+        if not isinstance(template, str) or not isinstance(algorithm, str):
+            raise ScheduleError("a serialised schedule's template and algorithm are strings")
+        if not isinstance(knobs, dict) or not all(isinstance(k, str) for k in knobs):
+            raise ScheduleError(f"a serialised schedule's knobs are a dict {{name: value}}, got {knobs!r}"[:200])
+        knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
+        return Schedule(tuple(Step.from_json(s) for s in steps), template, tuple(sorted(knobs.items())), algorithm)
 
     @property
     def hash(self) -> str:

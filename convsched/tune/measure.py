@@ -11,6 +11,10 @@ timing never shares the cores with a build of ours. (Other users of the machine 
 Timings: warm-up (the correctness run, then TVM's own warm-up call), then `repeat` measurements of at least
 `min_repeat_ms` each; median, p10 and p90 are recorded.
 
+Confirmation (`Measurer.confirm`): at the end of a session the tuner has one worker build its top candidates
+and time them in interleaved rounds (every candidate once per round, the order rotated), so that all of them
+see the same machine state; the spread over rounds is what a single measurement cannot show.
+
 RPC measurement (`rpc=("host:port", key)`): workers build locally, in parallel, and send the library to a
 server registered under `key` on TVM's RPC tracker, which checks and times it there (the tracker hands each
 server one session at a time).
@@ -39,6 +43,12 @@ from ..target import host_cores
 from .space import Candidate
 
 START_TIMEOUT_S = 120.0          # spawning a worker and importing TVM (slow on a loaded machine)
+CONFIRM_REPEAT = 3               # measurements per candidate and round of a confirmation (their median counts)
+
+
+def _scale(task) -> int:
+    """How many candidates' worth of time a task may take (a confirmation builds and times several)."""
+    return len(task.candidates) * max(1, task.rounds) if isinstance(task, _ConfirmTask) else 1
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Result:
     build_s: float | None = None
     measured_on: str = "local"
     template_hash: str | None = None
+    round_ms: list | None = None      # confirm: the median of each interleaved round
 
     @property
     def ok(self) -> bool:
@@ -96,6 +107,10 @@ def _worker_main(conn):
             return
         if msg is None:
             return
+        if msg[0] == "confirm":
+            if not _confirm(conn, *msg[1:]):
+                return
+            continue
         _, task, layer, target, template, knobs, opts = msg
         out = {"status": "ok"}
         try:
@@ -110,26 +125,40 @@ def _worker_main(conn):
                 # layers may name other inputs and a faster exact oracle for tuning (LossDelta: the benchmark's
                 # batch; reference() is per-mutation recomputation, hours at 1024->1024, so fast_numpy there)
                 xs = getattr(layer, "tuning_inputs", layer.random_inputs)(seed)
+                oracle = getattr(layer, "tuning_reference", layer.reference)
+                odd, odd_want = layer.nonfinite_inputs(seed), None  # inf, -inf, NaN planted: must match too
+                try:
+                    with np.errstate(invalid="ignore", over="ignore"):      # inf - inf is expected there
+                        odd_want = None if odd is None else layer.reference(*odd)
+                except Exception:       # a reference that refuses inf/NaN makes no promise about them
+                    odd = None
                 refs.clear()
-                refs[wk] = (xs, getattr(layer, "tuning_reference", layer.reference)(*xs))
-            xs, want = refs[wk]
+                refs[wk] = (xs, oracle(*xs), odd, odd_want)
+            xs, want, odd, odd_want = refs[wk]
             if opts.get("rpc"):
-                args = [as_kernel_arg(a, spec, "input")
-                        for a, spec in zip(layer.prepare_inputs(list(xs)), layer.input_specs())]
-                outs, secs = remote_run_and_time(k._built, args, layer.output_specs(), opts["rpc"],
-                                                 opts["repeat"], opts["min_repeat_ms"], opts["timeout"])
+                def kernel_args(arrays):
+                    return [as_kernel_arg(a, spec, "input")
+                            for a, spec in zip(layer.prepare_inputs(list(arrays)), layer.input_specs())]
+                outs, secs, odd_outs = remote_run_and_time(
+                    k._built, kernel_args(xs), layer.output_specs(), opts["rpc"], opts["repeat"],
+                    opts["min_repeat_ms"], opts["timeout"], also=[] if odd is None else [kernel_args(odd)])
                 why = layer.mismatch(layer.finish_outputs(outs), want)
                 if why:
                     raise _Wrong(why)
+                if odd is not None:
+                    _check_nonfinite(layer, layer.finish_outputs(odd_outs[0]), odd_want)
                 t = Timing.from_ms(np.asarray(secs) * 1e3, None, layer.ops() * layer.flops_per_op, layer.op_unit)
             else:
                 why = layer.mismatch(k(*xs), want)          # also the first warm-up call
                 if why:
                     raise _Wrong(why)
+                if odd is not None:
+                    _check_nonfinite(layer, k(*odd), odd_want)
                 conn.send(("ready", task, out["build_s"]))
                 if conn.recv() != ("time", task):
                     return
-                t = k.benchmark(repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"], arrays=xs)
+                t = k.benchmark(repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"], arrays=xs,
+                                call_time=False)
             out.update(timing=t.record_fields(), rate=t.rate, unit=t.unit)
         except _Wrong as e:
             out = {**out, "status": "wrong", "error": str(e)}
@@ -145,6 +174,60 @@ def _worker_main(conn):
 
 class _Wrong(Exception):
     pass
+
+
+def _check_nonfinite(layer, got, want):
+    why = layer.mismatch(got, want)
+    if why:
+        raise _Wrong(f"on inputs with inf, -inf and NaN (Layer.nonfinite_inputs): {why}")
+
+
+def _confirm(conn, task, layer, target, configs, opts) -> bool:
+    """Build and check every (template, knobs) of `configs`, then, once the parent says "time", time them in
+    opts["rounds"] interleaved rounds. Sends ("done", task, [per-config outcome]); False if told to stop."""
+    t0 = time.perf_counter()
+    xs = getattr(layer, "tuning_inputs", layer.random_inputs)(opts.get("seed", 0))
+    want = getattr(layer, "tuning_reference", layer.reference)(*xs)
+    kernels, outs = [], []
+    for template, knobs in configs:
+        try:
+            k = compile(layer, template=template, knobs=knobs, target=target)
+            why = layer.mismatch(k(*xs), want)
+            if why:
+                raise _Wrong(why)
+            kernels.append(k)
+            outs.append({"status": "ok", "template_hash": get_template(template).source_hash, "round_ms": []})
+        except Exception as e:
+            kernels.append(None)
+            outs.append({"status": "wrong" if isinstance(e, _Wrong) else "error", "error": _short(e)})
+    conn.send(("ready", task, time.perf_counter() - t0))
+    if conn.recv() != ("time", task):
+        return False
+    live = [i for i, k in enumerate(kernels) if k is not None]
+    timings = {}
+    for r in range(opts["rounds"] if live else 0):
+        for i in live[r % len(live):] + live[:r % len(live)]:        # rotated: no candidate always goes first
+            t = kernels[i].benchmark(repeat=opts["repeat"], min_repeat_ms=opts["min_repeat_ms"], arrays=xs,
+                                     call_time=False)
+            outs[i]["round_ms"].append(t.median_ms)
+            timings[i] = t
+    for i in live:
+        t = timings[i]
+        ms = np.asarray(outs[i]["round_ms"])
+        med = float(np.median(ms))
+        outs[i].update(timing={"median_ms": med, "p10_ms": float(np.percentile(ms, 10)),
+                               "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms),
+                               **({"threads": t.threads} if t.threads is not None else {})},
+                       rate=t.ops / (med * 1e-3) / 1e9, unit=t.unit)
+    conn.send(("done", task, outs))
+    return True
+
+
+@dataclass(frozen=True)
+class _ConfirmTask:
+    """A confirmation handed to one worker: several candidates, timed in interleaved rounds."""
+    candidates: tuple
+    rounds: int
 
 
 # ------------------------------------------------------------------------------------------ parent side
@@ -246,10 +329,15 @@ class Measurer:
                 if w is not None and w.state == "idle" and pending:
                     c = pending.pop(0)
                     tasks[next_id] = c
-                    w.task, w.state, w.deadline = next_id, "building", now + self.timeout
+                    w.task, w.state, w.deadline = next_id, "building", now + self.timeout * _scale(c)
+                    if isinstance(c, _ConfirmTask):
+                        msg = ("confirm", next_id, self.layer, self.target,
+                               [(x.template, x.knob_dict) for x in c.candidates],
+                               {**self.opts, "rounds": c.rounds, "repeat": CONFIRM_REPEAT})
+                    else:
+                        msg = ("build", next_id, self.layer, self.target, c.template, c.knob_dict, self.opts)
                     try:
-                        w.conn.send(("build", next_id, self.layer, self.target, c.template, c.knob_dict,
-                                     self.opts))
+                        w.conn.send(msg)
                     except (OSError, BrokenPipeError):
                         pass               # noticed below as a dead worker
                     next_id += 1
@@ -262,7 +350,7 @@ class Measurer:
                         if o is not None and o is not w and o.state == "building" and o.stopped_at is None:
                             self._signal(o, signal.SIGSTOP)
                             o.stopped_at = now
-                    w.state, w.deadline = "timing", now + self.timeout
+                    w.state, w.deadline = "timing", now + self.timeout * _scale(tasks[w.task])
                     w.conn.send(("time", w.task))
             live = [w for w in self.workers if w is not None]
             if not live:
@@ -312,6 +400,19 @@ class Measurer:
                     yield Result(tasks.pop(w.task), "timeout", measured_on=self.measured_on,
                                  error=f"{phase} took longer than {self.timeout:g} s; worker killed")
 
+    def confirm(self, candidates, rounds: int) -> list:
+        """Time `candidates` again in `rounds` interleaved rounds in one worker: [Result] (timing over the
+        rounds, round_ms per round), or failed Results if the worker crashed or timed out."""
+        if self.opts["rpc"]:
+            raise ValueError("confirmation runs on local measurement only")
+        task = _ConfirmTask(tuple(candidates), int(rounds))
+        out = []
+        for res in self.measure([task]):
+            out = res if isinstance(res, list) else [Result(c, res.status, error=res.error,
+                                                              measured_on=self.measured_on)
+                                                       for c in task.candidates]
+        return out
+
     def _signal(self, w, sig):
         try:
             os.kill(w.proc.pid, sig)
@@ -342,6 +443,11 @@ class Measurer:
             self._finish_timing_pause(w)
             w.state, w.task = "idle", None
             c = tasks.pop(task)
+            if isinstance(c, _ConfirmTask):
+                return [Result(x, o["status"], timing=o.get("timing"), rate=o.get("rate"), unit=o.get("unit"),
+                               error=o.get("error"), measured_on=self.measured_on,
+                               template_hash=o.get("template_hash"), round_ms=o.get("round_ms"))
+                        for x, o in zip(c.candidates, out)]
             return Result(c, out["status"], timing=out.get("timing"), rate=out.get("rate"), unit=out.get("unit"),
                           error=out.get("error"), build_s=out.get("build_s"), measured_on=self.measured_on,
                           template_hash=out.get("template_hash"))

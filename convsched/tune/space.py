@@ -58,11 +58,19 @@ class SearchSpace:
         if not names:
             raise ConvschedError(f"no schedule templates for layer kind '{layer.KIND}'")
         self.templates, self.spaces, self.skipped = {}, {}, {}
+        self._broken_warned: set = set()
         for name in names:
+            # A broken template (fails to load; applies(), its knob spaces, defaults() or constraint() raise
+            # or return garbage) is reported and skipped: it never stops the search over the others.
             try:
                 t = get_template(name)       # unknown name: ScheduleError listing the known ones
                 ok = t.applies(layer, target)
-            except Exception as e:
+                space = t.knob_space(layer, target) if ok is True else None
+                if space is not None and all(space.values()):
+                    d = t.defaults(layer, target)
+                    if set(d) == set(space):
+                        t.constraint(layer, target, d)      # raises if broken; "no" is an answer
+            except ConvschedError as e:
                 if templates:
                     raise
                 warnings.warn(f"skipping template {name}: {e}", stacklevel=2)
@@ -70,16 +78,8 @@ class SearchSpace:
                 continue
             if ok is not True:
                 if templates:
-                    raise ScheduleError(f"template {name} does not apply to {layer}: {ok}")
-                self.skipped[name] = ok
-                continue
-            try:
-                space = t.knob_space(layer, target)
-            except ScheduleError as e:      # a broken template must not stop the search over the others
-                if templates:
-                    raise
-                warnings.warn(f"skipping template {name}: {e}", stacklevel=2)
-                self.skipped[name] = str(e)
+                    raise ScheduleError(f"template {name} does not apply to {layer}: {ok or 'applies() said no'}")
+                self.skipped[name] = ok or "applies() said no"
                 continue
             if any(len(v) == 0 for v in space.values()):
                 self.skipped[name] = "a knob space is empty for this layer"
@@ -106,10 +106,17 @@ class SearchSpace:
                 v in space[k] for k, v in c.knobs):
             try:
                 ok = self.templates[c.template].constraint(self.layer, self.target, c.knob_dict) is True
-            except Exception:
+            except ConvschedError as e:     # constraint() raised or answered garbage at this point
+                self._warn_broken(c.template, e)
                 ok = False
         self._legal_cache[c] = ok
         return ok
+
+    def _warn_broken(self, name: str, e: Exception):
+        """Once per template: its points where constraint() fails are skipped, and the user is told why."""
+        if name not in self._broken_warned:
+            self._broken_warned.add(name)
+            warnings.warn(f"template {name}: skipping the points where its constraint fails: {e}", stacklevel=3)
 
     def all_legal(self) -> list[Candidate] | None:
         """Every legal point (None if a template's space is too big to enumerate)."""
@@ -136,7 +143,8 @@ class SearchSpace:
         for n in self.names:
             try:
                 d = self.templates[n].defaults(self.layer, self.target)
-            except Exception:
+            except ConvschedError as e:     # checked when the space was built: a template that now fails
+                self._warn_broken(n, e)
                 continue
             c = Candidate.make(n, d)
             if self.is_legal(c):

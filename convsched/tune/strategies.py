@@ -175,6 +175,6 @@ def make_strategy(strategy, space: SearchSpace, trials: int, seed: int = 0) -> S
     if strategy in (None, "auto"):
         legal = space.all_legal()
         return (Exhaustive if legal is not None and len(legal) <= trials else Evolutionary)(space, seed)
-    if strategy not in STRATEGIES:
-        raise ConvschedError(f"unknown strategy '{strategy}'; known: auto, {', '.join(STRATEGIES)}")
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ConvschedError(f"unknown strategy {strategy!r}; known: auto, {', '.join(STRATEGIES)}")
     return STRATEGIES[strategy](space, seed)

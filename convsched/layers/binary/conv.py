@@ -43,11 +43,11 @@ class BinaryConv2d(Layer):
 
     n: int = 1
     h: int = 32
-    w: int = 32
+    w: int = None       # None: follows h
     cin: int = 64
     cout: int = 64
     kh: int = 3
-    kw: int = 3
+    kw: int = None      # None: follows kh
     stride: int | tuple = 1
     pad: int | tuple = 0
     pad_value: int = -1
@@ -201,7 +201,7 @@ class BinaryConvPool(BinaryConv2d):
         object.__setattr__(self, "segments", canon_pair(self.segments))
         if not self.threshold:
             raise ValueError("BinaryConvPool: threshold is always True (the pooled bits are thresholded)")
-        sx, sy = segments_of(self.segments)
+        sx, sy = segments_of(self.segments, self)
         if sx > self.oh or sy > self.ow:
             raise ValueError(f"BinaryConvPool: {sx}x{sy} segments do not fit the {self.oh}x{self.ow} "
                              f"activation grid")

@@ -25,7 +25,7 @@ class BitDense(Layer):
 
     n: int = 1
     h: int = 2
-    w: int = 2
+    w: int = None       # None: follows h
     c: int = 64
     classes: int = 10
 

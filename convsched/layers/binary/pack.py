@@ -23,7 +23,7 @@ class BitPack(Layer):
 
     n: int = 1
     h: int = 32
-    w: int = 32
+    w: int = None       # None: follows h
     c: int = 64
 
     KIND: ClassVar[str] = "bitpack"
@@ -65,7 +65,7 @@ class PopcountThreshold(Layer):
 
     n: int = 1
     h: int = 16
-    w: int = 16
+    w: int = None       # None: follows h
     c: int = 64
     compare: str = ">"
 

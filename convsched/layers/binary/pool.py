@@ -54,7 +54,7 @@ class SegmentedBitPool(_BitInput, Layer):
 
     n: int = 1
     h: int = 14
-    w: int = 14
+    w: int = None       # None: follows h
     c: int = 64
     segments: int | tuple = 2
 
@@ -63,7 +63,7 @@ class SegmentedBitPool(_BitInput, Layer):
     def __post_init__(self):
         object.__setattr__(self, "segments", canon_pair(self.segments))
         check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c)
-        sx, sy = segments_of(self.segments)
+        sx, sy = segments_of(self.segments, self)
         if sx > self.h or sy > self.w:
             raise ValueError(f"{type(self).__name__}: {sx}x{sy} segments do not fit a {self.h}x{self.w} grid")
 
@@ -111,7 +111,7 @@ class BitMaxPool2d(_BitInput, Layer):
 
     n: int = 1
     h: int = 16
-    w: int = 16
+    w: int = None       # None: follows h
     c: int = 64
     k: int | tuple = 2
     stride: int | tuple = 2
@@ -181,7 +181,7 @@ class BitGlobalPool(_BitInput, Layer):
 
     n: int = 1
     h: int = 7
-    w: int = 7
+    w: int = None       # None: follows h
     c: int = 64
     mode: str = "majority"
 

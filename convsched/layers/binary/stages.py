@@ -30,22 +30,23 @@ def prepare_bit_args(layer, arrays) -> list:
     """Pack the bit arguments given as logical 0/1 arrays, check pre-packed ones, pass the others through.
 
     layer.logical_bits() names the bit arguments: {argument: logical shape}."""
-    arrays = list(arrays)
-    logical = layer.logical_bits()
-    specs = layer.input_specs()
+    def bit_arguments():          # which position holds which bit argument: a fact of the layer, found once
+        logical = layer.logical_bits()
+        return [(s.name, logical[s.name]) if s.name in logical else None for s in layer.input_specs()]
+
+    bit_args = layer.cached("bit_arguments", bit_arguments)
     out = []
     for i, a in enumerate(arrays):
-        if i < len(specs) and specs[i].name in logical:
-            out.append(as_packed(a, logical[specs[i].name], specs[i].name))
-        else:
-            out.append(a)
+        bit = bit_args[i] if i < len(bit_args) else None
+        out.append(a if bit is None else as_packed(a, bit[1], bit[0]))
     return out
 
 
-def segments_of(segments) -> tuple[int, int]:
+def segments_of(segments, layer=None) -> tuple[int, int]:
     sx, sy = pair(segments)
     if sx <= 0 or sy <= 0:
-        raise ValueError(f"segments must be positive, got {segments!r}")
+        who = f"{type(layer).__name__}: " if layer is not None else ""
+        raise ValueError(f"{who}segments must be positive, got {segments!r}")
     return sx, sy
 
 

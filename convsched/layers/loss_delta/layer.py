@@ -22,7 +22,7 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
     TE parts, declare.py); the compiled kernel is convsched.kernel.loss_delta.LossDeltaKernel."""
 
     h: int = 32
-    w: int = 32
+    w: int = None       # None: follows h
     cin: int = 32
     cout: int = 32
     classes: int = 10
@@ -47,8 +47,9 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         if self.weights not in ("binary", "ternary"):
             raise ValueError(f"LossDelta: weights must be 'binary' or 'ternary', got {self.weights!r}")
         seg = pair(self.segments)
-        if self.head == "global":
-            seg = (1, 1)
+        if self.head == "global" and seg != (1, 1):      # would be ignored: the global head pools everything
+            raise ValueError(f"LossDelta: segments={self.segments!r} needs head='segmented' (the global head pools "
+                             f"the whole patch grid)")
         if min(seg) <= 0:
             raise ValueError(f"LossDelta: segments must be positive, got {self.segments}")
         if (self.h - 2) // seg[0] < 1 or (self.w - 2) // seg[1] < 1:
