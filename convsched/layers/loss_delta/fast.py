@@ -82,21 +82,22 @@ class FastPath:
     # ---------------------------------------------------------------- the compiled kernel's glue, O(B*S*O)
     def head_terms(self, old, labels, fc) -> tuple:
         """What the compiled delta stage needs besides the forward's outputs, from the pooled bits old (B, S, O)
-        0/1, labels (B,) and fc (classes, S, O) bits:
-          a (B, classes) int32 = score_k - target_k (score_k = popcount(fc_k ^ old), one matrix product in
-            float64: small integers, exact);
-          fcm (S, O, KW) uint64: bit k of word k // 64 = fc[k, s, o] (the kernel derives each segment's loss
-            terms from a and these masks, for the segments that can flip only)."""
+        0/1, labels (B,) and fc (classes, S, O) bits: (class_scores, class_masks)."""
+        return self.class_scores(old, labels, fc), self.class_masks(fc)
+
+    def class_scores(self, old, labels, fc) -> np.ndarray:
+        """a (B, classes) int32 = score_k - target_k, score_k = popcount(fc_k ^ old): one matrix product in
+        float64 (small integers: exact)."""
         B, C = old.shape[0], self.classes
         oldf = old.reshape(B, -1).astype(np.float64)
         fcf = fc.reshape(C, -1).astype(np.float64)
         score = fcf.sum(1)[None] + oldf.sum(1)[:, None] - 2 * (oldf @ fcf.T)
         target = np.where(np.arange(C)[None] == labels[:, None], self.nseg * self.cout, 0)
-        a = (np.rint(score).astype(np.int64) - target).astype(np.int32)
-        return a, self.class_masks(fc)
+        return (np.rint(score).astype(np.int64) - target).astype(np.int32)
 
     def class_masks(self, fc) -> np.ndarray:
-        """(S, O, KW) uint64: bit k % 64 of word k // 64 = fc[k, s, o]."""
+        """(S, O, KW) uint64: bit k % 64 of word k // 64 = fc[k, s, o] (the delta stage derives each segment's
+        loss terms from the class scores and these masks, for the segments that can flip only)."""
         C = self.classes
         bits = np.zeros((words(C, 64) * 64,) + fc.shape[1:], np.uint8)
         bits[:C] = fc
