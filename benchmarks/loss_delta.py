@@ -8,8 +8,8 @@ Columns are the seed's: head, segments, input pixel size (in), output pixel size
 example, ns per pixel bit (per example / (32*32*in)), ns per channel (per example / out), ns per parameter. n
 params is counted as the seed does: 9*in*out + 10*out for the global head, conv weights only (9*in*out) for the
 segmented head. Images are 32x32 random bits, 10 classes; the batch is summed (reduce="sum"); a time is the best
-of --repeat whole calls (argument checks and packing, forward conv, classification, delta stage, FC deltas)
-divided by the batch.
+of --rounds rounds (over all rows) x --repeat whole calls (argument checks and packing, forward conv,
+classification, delta stage, FC deltas), divided by the batch.
 
 floor: the forward XOR-popcount conv alone (900 * 9 * in * out bit-MACs per example) at this host's xor +
 popcount + add ceiling on 1 thread (the bit-GEMM microkernel, convsched.backend.peaks, measured in the same
@@ -80,15 +80,18 @@ def published(tables, head: str, cin: int, cout: int) -> tuple | None:
 
 
 # --------------------------------------------------------------------------------------------------- worker
-def worker(threads: int, quick: bool, repeat: int) -> dict:
-    """Measure every row on this process's TVM_NUM_THREADS threads: {"ceiling": G bit-MAC/s, "rows": [...]}."""
+def worker(threads: int, quick: bool, repeat: int, rounds: int) -> dict:
+    """Measure every row on this process's TVM_NUM_THREADS threads: {"ceiling": G bit-MAC/s, "rows": [...]}.
+    All rows are compiled first, then measured in `rounds` rounds over the rows (each round `repeat` calls and
+    a profile of `repeat` calls per row), keeping each row's best: a burst of other jobs on a shared machine
+    then spoils one round of a row, not the row."""
     import warnings
     warnings.filterwarnings("ignore", message="no tuning record")
     import convsched as cs
     from convsched.backend import peaks
     host = cs.target.host()
     ceiling = peaks.bit_peak(host, threads, cache=False).value
-    out = []
+    cases = []
     for head, cin, cout, seg in rows(quick):
         kw = dict(h=32, w=32, cin=cin, cout=cout, classes=10, head=head)
         if seg:
@@ -98,26 +101,36 @@ def worker(threads: int, quick: bool, repeat: int) -> dict:
         k = cs.compile(cs.layers.LossDelta(**kw))
         xs = layer.random_inputs(1)
         k(*xs)                                            # warm up (work buffers, the first touch of the output)
-        best = 1e30
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            d = k(*xs)
-            best = min(best, time.perf_counter() - t0)
-            del d                                         # (the kernel reuses a result nobody holds)
-        prof = k.profile(xs, repeat=repeat)
-        out.append(dict(head=head, segments=seg, cin=cin, cout=cout, batch=batch, n_params=layer.n_params(),
-                        ops_per_example=layer.ops() // batch, s_per_example=best / batch,
-                        profile_ms_per_example={s: prof[s] / batch for s in prof}))
-        print(f"  [{threads} thread(s)] {head} {seg or ''} {cin}->{cout}: {best / batch * 1e3:.3f} ms/example",
-              file=sys.stderr, flush=True)
+        cases.append(dict(head=head, segments=seg, cin=cin, cout=cout, batch=batch, layer=layer, kernel=k,
+                          inputs=xs, best=1e30, profile={}))
+    for _ in range(rounds):
+        for c in cases:
+            k, xs = c["kernel"], c["inputs"]
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                d = k(*xs)
+                c["best"] = min(c["best"], time.perf_counter() - t0)
+                del d                                     # (the kernel reuses a result nobody holds)
+            for stage, ms in k.profile(xs, repeat=repeat).items():
+                c["profile"][stage] = min(c["profile"].get(stage, 1e30), ms)
+    out = []
+    for c in cases:
+        batch, layer = c["batch"], c["layer"]
+        out.append(dict(head=c["head"], segments=c["segments"], cin=c["cin"], cout=c["cout"], batch=batch,
+                        n_params=layer.n_params(), ops_per_example=layer.ops() // batch,
+                        s_per_example=c["best"] / batch,
+                        profile_ms_per_example={s: v / batch for s, v in c["profile"].items()}))
+        print(f"  [{threads} thread(s)] {c['head']} {c['segments'] or ''} {c['cin']}->{c['cout']}: "
+              f"{c['best'] / batch * 1e3:.3f} ms/example", file=sys.stderr, flush=True)
     return {"ceiling": ceiling, "rows": out}
 
 
-def run_worker(threads: int, quick: bool, repeat: int) -> dict:
+def run_worker(threads: int, quick: bool, repeat: int, rounds: int) -> dict:
     """A worker process with `threads` TVM threads (set before TVM starts), pinned where taskset exists."""
     env = {**os.environ, "TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, __file__, "--worker", str(threads), "--repeat", str(repeat)] + (["--quick"] if quick else [])
+    cmd = [sys.executable, __file__, "--worker", str(threads), "--repeat", str(repeat), "--rounds", str(rounds)] + \
+        (["--quick"] if quick else [])
     cores = os.cpu_count() or 1
     if shutil.which("taskset") and cores >= 2:
         cmd = ["taskset", "-c", "1" if threads == 1 else ",".join(str(c) for c in range(threads))] + cmd
@@ -178,20 +191,22 @@ def report(one: dict, two: dict | None, tables, cpu: str) -> tuple[str, list]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the rows of the goals only")
-    ap.add_argument("--repeat", type=int, default=5, help="calls per row (best kept), also per profiled stage")
+    ap.add_argument("--repeat", type=int, default=5, help="calls per row and round (best kept), also per profiled "
+                                                          "stage")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over all rows (each row's best kept)")
     ap.add_argument("--threads", default="1,2", help="thread counts, e.g. 1 or 1,2")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     from common import StdoutCopy, add_json_option, save_run
     add_json_option(ap)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.quick, args.repeat)))
+        print(json.dumps(worker(args.worker, args.quick, args.repeat, args.rounds)))
         return 0
     import convsched as cs
     host = cs.target.host()
     tables = json.loads(TABLES.read_text())
     counts = [int(t) for t in args.threads.split(",")]
-    runs = {t: run_worker(t, args.quick, args.repeat) for t in counts}
+    runs = {t: run_worker(t, args.quick, args.repeat, args.rounds) for t in counts}
     printed = StdoutCopy()
     print(f"# host: {cs.target.cpu_model_name()} (LLVM {host.mcpu}, modelled as {host.model.name}), "
           f"{host.vector_bits}-bit vectors, popcount {host.popcount}; 32x32 images, 10 classes; convsched "
@@ -202,8 +217,8 @@ def main(argv=None):
     text, results = report(runs[counts[0]], runs.get(2) if counts[0] == 1 else None, tables, host.mcpu)
     print(text)
     save_run(args.json, "loss_delta", printed.text(), results,
-             notes="workers pinned with taskset (1 thread: core 1; 2 threads: cores 0,1); best of "
-                   f"{args.repeat} calls per row")
+             notes="workers pinned with taskset (1 thread: core 1; 2 threads: cores 0,1); each row the best of "
+                   f"{args.rounds} rounds x {args.repeat} calls")
     return 0
 
 
