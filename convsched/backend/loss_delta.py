@@ -12,11 +12,12 @@ example n:
   1. the segment scan: from stats (active / on / sensitive counts per band) the segments that can change
      their pooled bit ("unfixed": on <= thr < on + sensitive), with the G thresholds of each;
   2. per unfixed (segment, band): the list of its sensitive patches (pixel index of the top-left pixel);
-  3. per chunk of mutation lanes (groups of 64 lanes: one patch row's 3 pixels of Cp bits = 3*Cp lanes per
-     row di, in 64-lane groups): G = the sum, over the list, of the input bits of each lane (bit masks turned
-     into uint8 lanes in registers: kmov + vpmovm2b + vpsubb per 64 lanes on AVX-512; int16 lanes for a
-     segment with more than 255 sensitive patches); then the mask of lanes whose pooled bit flips:
-     (bx ? G > thr - on : G < on + S - thr) != old, bx = the weight bit (binary) or the ternary rule's bit;
+  3. per vector of mutation lanes (one patch row's 3 pixels of Cp bits = 3*Cp lanes per row di; rows of at
+     most half a vector share one): G = the sum, over the list, of the input bits of each lane, as bit-sliced
+     counters (ones / twos / fours / eights planes in registers, 16 patches at a time through a tree of
+     carry-save adders, vpternlogq on AVX-512; the planes above in memory); then the mask of lanes whose
+     pooled bit flips, by comparing the planes with the thresholds: (bx ? G > thr - on : G < on + S - thr)
+     != old, bx = the weight bit (binary) or the ternary rule's bit;
   4. the loss delta of each lane: with d_k the change of class k's score and a_k = score_k - target_k,
      delta = sum_k (2 a_k d_k + d_k^2), and d_k = sum over the flipped segments s of e_ks (+1 where fc[k,s,o]
      equals the old bit, else -1), so delta = sum_{s flipped} lin_s + sum_{s<s' flipped} q_ss' with
@@ -43,13 +44,14 @@ from . import Built
 
 def deltas_func(*, h, w, cp, cout, segments, seg_shape, mask_bits, row_words, seg_threshold, nbands, classes,
                 unit_bits, units, compress, ternlog, per_example, ternary, max_delta):
-    """PrimFunc deltas(xb, w1, w2, stats, rowbits, lin, fcm, out), see the module docstring.
+    """PrimFunc deltas(xb, w1, w2, stats, rowbits, a, fcm, out), see the module docstring.
 
     xb: the packed image bytes, Cp/8 bytes a pixel (+ 64 bytes of slack: a vector load may pass the last pixel);
     w1/w2: weight bits (O, 3, 3, Cp) as bytes (+ slack): binary the weight bits (w2 unused), ternary the +1
     and -1 planes; stats (B, S, 1 + 2 NB, O) int32 and rowbits (B, 1 + NB, SX*hs, SY, RW, O) from the
-    forward part; a (B, classes) int32: score_k - target_k; fcm (S, O, KW) uint64: bit k of fc[k, s, o]; out: (NT, O, 3, 3*Cp)
-    int64 batch sums, or (B, NT, O, 3, 3*Cp) per example (NT = 3 target states for ternary weights, else 1).
+    forward part; a (B, classes) int32: score_k - target_k; fcm (S, O, KW) uint64: bit k of fc[k, s, o];
+    out: (NT, O, 3, 3*Cp) int64 batch sums, or (B, NT, O, 3, 3*Cp) per example (NT = 3 target states for
+    ternary weights, else 1).
     unit_bits: the width of the bit-sliced counters' vectors (128, 256 or 512: a patch row's 3*Cp bits in
     ceil(3*Cp / unit_bits) of them); units: vectors counted per pass over a patch list (their ones / twos /
     fours planes stay in registers); compress: build patch lists with vpcompressd (AVX-512) instead of a

@@ -1,11 +1,12 @@
 """LossDeltaKernel: the compiled loss-delta layer, its compiled parts and the numpy glue between them.
 
-One call runs:  pack (numpy: image and weight words)  ->  forward (TE: the XOR-popcount conv, with its
-classification -- row masks of active and sensitive patches, per-segment counts -- computed per conv row while
-the counts are in L1)  ->  head (numpy, O(B*(S*O + classes)): scores, the per-segment loss terms)  ->  deltas
-(hand-written TIR: per channel and example, the segments that can flip, the sums of input bits over their
-sensitive patches, the loss delta of every mutation)  ->  FC deltas (numpy, one matrix product). The hot parts
-(the forward conv, the sparse delta stage) are compiled; the glue is linear in B*S*O, never per weight.
+One call runs:  arguments (checks, image and weight words: one compiled pass for 0/1 bytes, else numpy)  ->
+forward (TE: the XOR-popcount conv, with its classification -- row masks of active and sensitive patches,
+per-segment counts -- computed per conv row while the counts are in L1)  ->  head (numpy, O(B*(S*O +
+classes)): scores, the per-segment loss terms)  ->  deltas (hand-written TIR: per channel and example, the
+segments that can flip, the sums of input bits over their sensitive patches, the loss delta of every
+mutation)  ->  FC deltas (numpy, one matrix product). The hot parts (the forward conv, the sparse delta stage)
+are compiled; the glue is linear in B*S*O, never per weight.
 LOSS_DELTA tells compile() the parts: which templates hold which part's knobs, how to build and assemble them.
 """
 from __future__ import annotations

@@ -33,7 +33,7 @@ def _unit_bits(layer, target) -> list:
 
 
 def _max_units(target, unit_bits) -> int:
-    """Counter vectors whose 3 planes fit the registers left beside the adders, each plane buffer below TVM's
+    """Counter vectors whose PLANES planes fit the registers left beside the adders, the plane buffer below TVM's
     stack limit (tile_on_stack)."""
     fit = max(1, (target.num_vector_registers - ADDER_REGISTERS) // PLANES)
     return max(u for u in range(1, fit + 1) if tile_on_stack(PLANES * u * unit_bits // 8, 1))
