@@ -14,10 +14,10 @@ from .backend import cpu as _llvm_cpu_probe  # noqa: F401  (isort: keep first)
 from . import bits, export, graph, layers, records, schedule, target  # noqa: E402
 from .errors import (BuildError, ConvschedError, ExportError, GraphError, KnobError,  # noqa: E402
                      ScheduleError, TargetError)
-from .kernel import Kernel, Timing, aligned, aligned_empty, compile, load, load_all  # noqa: E402
+from .kernel import Kernel, Timing, aligned, aligned_empty, compile, compile_backward, load, load_all  # noqa: E402
 from .tune import tune  # noqa: E402
 from .version import __version__  # noqa: E402
 
-__all__ = ["bits", "layers", "schedule", "target", "graph", "export", "records", "compile", "load", "load_all",
-           "tune", "Kernel", "Timing", "aligned", "aligned_empty", "ConvschedError", "ScheduleError", "KnobError",
-           "TargetError", "BuildError", "GraphError", "ExportError", "__version__"]
+__all__ = ["bits", "layers", "schedule", "target", "graph", "export", "records", "compile", "compile_backward", "load",
+           "load_all", "tune", "Kernel", "Timing", "aligned", "aligned_empty", "ConvschedError", "ScheduleError",
+           "KnobError", "TargetError", "BuildError", "GraphError", "ExportError", "__version__"]

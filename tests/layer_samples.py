@@ -101,3 +101,28 @@ SAMPLES["loss_delta"] = [
     L.LossDelta(n=2, h=6, w=7, cin=70, cout=2, classes=3),
     L.LossDelta(n=2, h=7, w=7, cin=5, cout=3, weights="ternary", head="segmented", segments=(2, 2), classes=3),
 ]
+
+# Backward layers: overlapping windows with stride and padding, channel counts that are no multiple
+# of the vector width (templates shrink it), batch > 1, groups, depthwise, dilation, 1x1 stride 2.
+_P, _C, _G = L.Pool2d, L.Conv2d, L.GlobalAvgPool2d
+SAMPLES["pool2d_argmax"] = [L.Pool2dArgmax(_P(h=9, w=11, c=24, kind="max", k=3, stride=2, pad=1)),
+                            L.Pool2dArgmax(_P(n=2, h=6, w=7, c=5, kind="max", k=2, stride=1))]
+SAMPLES["pool2d_grad"] = [L.Pool2dGrad(_P(h=9, w=11, c=24, kind="max", k=3, stride=2, pad=1)),
+                          L.Pool2dGrad(_P(n=2, h=7, w=6, c=5, kind="avg", k=3, stride=1, pad=1)),
+                          L.Pool2dGrad(_P(h=10, w=9, c=16, kind="avg", k=(3, 2), stride=(2, 3), pad=(1, 0)))]
+SAMPLES["global_avg_pool2d_grad"] = [L.GlobalAvgPool2dGrad(_G(n=2, h=3, w=5, c=12))]
+SAMPLES["relu"] = [L.ReLU(n=2, h=3, w=5, c=6), L.ReLU(h=4, w=4, c=32)]
+SAMPLES["relu_grad"] = [L.ReLUGrad(L.ReLU(n=2, h=3, w=5, c=6))]
+SAMPLES["prelu"] = [L.PReLU(n=2, h=3, w=5, c=6), L.PReLU(h=4, w=4, c=48)]
+SAMPLES["prelu_grad"] = [L.PReLUGrad(L.PReLU(n=2, h=3, w=5, c=6)), L.PReLUGrad(L.PReLU(h=4, w=6, c=48))]
+_CONV_GRAD_SAMPLES = [
+    _C(h=8, w=8, cin=16, cout=32),                                       # Winograd and dot apply
+    _C(h=9, w=11, cin=5, cout=16, stride=2, pad=1),                      # stride 2, odd sizes: pixel phases
+    _C(h=9, w=14, cin=8, cout=16, pad=2, dilation=2),
+    _C(h=10, w=9, cin=8, cout=8, groups=8, stride=2, pad=1),             # depthwise
+    _C(n=2, h=7, w=7, cin=16, cout=32, kh=1, kw=1, pad=0, stride=2),
+    _C(h=6, w=7, cin=12, cout=32, groups=4, kh=2, kw=3, pad=(1, 0)),     # groups, non-square kernel
+]
+SAMPLES["conv2d_data_grad"] = [L.Conv2dDataGrad(c) for c in _CONV_GRAD_SAMPLES]
+SAMPLES["conv2d_weight_grad"] = [L.Conv2dWeightGrad(c) for c in _CONV_GRAD_SAMPLES]
+SAMPLES["bias_grad"] = [L.BiasGrad(n=2, h=3, w=5, c=6), L.BiasGrad(h=4, w=4, c=64)]

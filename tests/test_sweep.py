@@ -3,8 +3,8 @@ and odd spatial sizes, on every target of the matrix (conftest.MATRIX), against 
 integer and bit paths. A template may refuse a layer only for an algorithmic reason; a channel count that no
 vector width divides must still compile (tail policies), on every target.
 
-Size: 25 layers per channel count x 7 counts x the matrix (2 targets on most hosts) = 350 kernels, all small
-(7x5 or 6x7 images) so the sweep costs about a minute.
+Size: 36 layers per channel count x 7 counts x the matrix (2 targets on most hosts) = 504 kernels, all small
+(7x5 or 6x7 images) so the sweep costs about a minute and a half.
 """
 import sys
 from pathlib import Path
@@ -53,6 +53,18 @@ SWEEP = {
     "bit_dense": lambda c: L.BitDense(h=1, w=3, c=c, classes=5),
     "binary_conv_pool": lambda c: L.BinaryConvPool(h=7, w=6, cin=c, cout=c, segments=2),
     "loss_delta": lambda c: L.LossDelta(n=2, h=6, w=7, cin=c, cout=2, classes=3),
+    # backward layers (docs/backward.md): strided data gradient (pixel phases), stride-1 (Winograd by default)
+    "pool2d_argmax": lambda c: L.Pool2dArgmax(L.Pool2d(h=7, w=5, c=c, kind="max", k=3, stride=2, pad=1)),
+    "pool2d_grad": lambda c: L.Pool2dGrad(L.Pool2d(h=7, w=5, c=c, kind="max", k=3, stride=2, pad=1)),
+    "global_avg_pool2d_grad": lambda c: L.GlobalAvgPool2dGrad(L.GlobalAvgPool2d(h=7, w=5, c=c)),
+    "relu": lambda c: L.ReLU(h=7, w=5, c=c),
+    "relu_grad": lambda c: L.ReLUGrad(L.ReLU(h=7, w=5, c=c)),
+    "prelu": lambda c: L.PReLU(h=7, w=5, c=c),
+    "prelu_grad": lambda c: L.PReLUGrad(L.PReLU(h=7, w=5, c=c)),
+    "conv2d_data_grad": lambda c: L.Conv2dDataGrad(L.Conv2d(h=7, w=5, cin=c, cout=c, stride=2, pad=1)),
+    "conv2d_data_grad-s1": lambda c: L.Conv2dDataGrad(L.Conv2d(h=7, w=5, cin=c, cout=c)),
+    "conv2d_weight_grad": lambda c: L.Conv2dWeightGrad(L.Conv2d(h=7, w=5, cin=c, cout=c, stride=2, pad=1)),
+    "bias_grad": lambda c: L.BiasGrad(h=7, w=5, c=c),
     "gaussian_pool2d": lambda c: GaussianPool2d(h=7, w=5, c=c, k=3, stride=2, pad=1),
     "stochastic_pool2d": lambda c: StochasticPool2d(h=6, w=4, c=c, k=2),
 }

@@ -93,6 +93,15 @@ class Layer:
     def default_template(self) -> str:
         raise NotImplementedError
 
+    def backward(self):
+        """The backward pass: a Backward (layers/backward/base.py), the training forward and the gradient steps
+        with their arguments (docs/backward.md lists every layer's). NotImplementedError for kinds without one."""
+        build = registry.backward_builder(self)
+        if build is None:
+            raise NotImplementedError(f"{type(self).__name__} has no backward pass (docs/backward.md lists the "
+                                      f"layers that have one; custom layers declare theirs in GRADIENTS)")
+        return build(self)
+
     @classmethod
     def template_dir(cls):
         """A directory of templates for this layer kind besides the shipped ones (custom layers), or None."""

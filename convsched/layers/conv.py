@@ -351,4 +351,4 @@ class Conv2d(Layer):
             y = np.transpose(y, (0, 3, 1, 2))
         if layout == "NCHWc":
             y = nchwc_pack(y, self.cblock)
-        return np.ascontiguousarray(y.astype(np.float32))
+        return np.ascontiguousarray(y.astype(np.float64 if x.dtype == np.float64 else np.float32))   # gradient checks

@@ -32,6 +32,34 @@ else is an ordinary Layer: tests, tuning, graphs and export work the same way as
 
 Inside a fused kernel (convsched.graph) a custom layer's stages are renamed "<member>_<stage>": compute() is
 handed a `te` whose compute() and placeholder() add that prefix, so the same compute() serves both.
+
+Gradients (the backward hook): declare each gradient as a CustomGrad, a custom layer whose one parameter is its
+forward layer, and list them in GRADIENTS; layer.backward() then returns the Backward pass (see
+convsched/layers/backward/base.py and docs/backward.md):
+
+    @dataclass(frozen=True)
+    class ScaleGrad(CustomGrad):
+        '''dx = dy * factor.  Stages: "dx" (axes n, h, w, c).'''
+        KIND: ClassVar[str] = "scale_grad"               # its own templates: <TEMPLATES>/scale_grad/*.py
+        TEMPLATES: ClassVar[str] = "my_schedules"
+        ARGS: ClassVar[tuple] = ("grad:y",)              # its arguments: "input:<name>" (a forward input),
+                                                         # "saved:<name>" (a forward output), "grad:<name>" (dL/d<name>)
+        WRT: ClassVar[tuple] = ("x",)                    # its outputs are the gradients of these forward inputs
+
+        def compute(self, te, expr, dy):
+            return te.compute(dy.shape, lambda n, h, w, c: dy[n, h, w, c] * self.forward.factor, name="dx")
+
+        def reference(self, dy):
+            return (dy * self.forward.factor).astype(dy.dtype)
+
+    Scale.GRADIENTS = (ScaleGrad,)                       # or GRADIENTS: ClassVar[tuple] = (...) in Scale itself
+    bw = Scale(h=32, w=32).backward()                    # forward: Scale(...) -> y;  dx = ScaleGrad(...)(grad dy)
+
+A layer whose backward needs values the plain forward does not return (positions it sampled, an argmax)
+overrides training_forward() to return the layer to run forward in training, whose extra outputs are then
+"saved:<name>" arguments. Argument names in a gradient's input_specs(): inputs and saved values keep their
+names, the gradient of output y is "dy". window_of() (candidate windows of an input position) and out_dtype()
+(float64 references for gradient checks) are here for gradient declarations.
 """
 from __future__ import annotations
 
@@ -44,9 +72,10 @@ from typing import ClassVar
 import numpy as np
 
 from ..backend import expr, te
+from .backward.base import Backward, NestedLayer, args, out_dtype, step, window_of
 from .base import Declaration, Layer, TensorSpec
 
-__all__ = ["CustomLayer", "TensorSpec"]
+__all__ = ["CustomLayer", "CustomGrad", "TensorSpec", "window_of", "out_dtype"]
 
 
 class _PrefixedTE:
@@ -71,6 +100,7 @@ class CustomLayer(Layer):
     TEMPLATES: ClassVar[str | None] = None          # template directory (laid out as <KIND>/<name>.py)
     DEFAULT_TEMPLATE: ClassVar[str | None] = None   # "<KIND>/<name>"; else the first one found
     OUTPUT_NAMES: ClassVar[tuple] = ("y",)
+    GRADIENTS: ClassVar[tuple] = ()                 # CustomGrad subclasses: what backward() returns
 
     # -- to provide
     def compute(self, te, expr, *inputs):
@@ -126,3 +156,55 @@ class CustomLayer(Layer):
                 return None
             p = Path(module_file).resolve().parent / p
         return p.resolve()
+
+    # -- gradients
+    def training_forward(self) -> Layer:
+        """The layer to run forward when gradients will be taken (its outputs are the "saved:" values)."""
+        return self
+
+    def backward(self) -> Backward:
+        """One step per class in GRADIENTS, in that order: outputs "d<wrt>", arguments from its ARGS."""
+        if not self.GRADIENTS:
+            raise NotImplementedError(f"{type(self).__name__} declares no gradients: list CustomGrad classes in "
+                                      f"its GRADIENTS (see convsched/layers/custom.py)")
+        steps = []
+        for cls in self.GRADIENTS:
+            g = cls(forward=self)
+            steps.append(step(", ".join(g.OUTPUT_NAMES), g, *cls.ARGS, wrt=", ".join(cls.WRT)))
+        return Backward(self.training_forward(), tuple(steps))
+
+
+@dataclass(frozen=True)
+class CustomGrad(NestedLayer, CustomLayer):
+    """A gradient of a CustomLayer, itself a custom layer (TE compute, numpy reference, its own templates).
+
+    Its one parameter is the forward layer (`self.forward`: read the geometry from it). ARGS lists its arguments
+    in order as "source:name" (see the module docstring and layers/backward/base.py); input_specs() follows
+    from them. WRT names the forward inputs its outputs are the gradients of, in output order (outputs are
+    named "d" + that name)."""
+
+    forward: Layer = None
+    ARGS: ClassVar[tuple] = ("grad:y",)
+    WRT: ClassVar[tuple] = ("x",)
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls.OUTPUT_NAMES = tuple("d" + w for w in cls.WRT)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.forward, CustomLayer):
+            raise ValueError(f"{type(self).__name__}: forward must be a CustomLayer, got {self.forward!r}")
+
+    def input_specs(self):
+        fwd = self.forward.training_forward()
+        pools = {"input": self.forward.input_specs(), "saved": fwd.output_specs(), "grad": fwd.output_specs()}
+        specs = []
+        for a in args(*self.ARGS):
+            found = [sp for sp in pools.get(a.source, []) if sp.name == a.name]
+            if not found:
+                raise ValueError(f"{type(self).__name__}.ARGS: no {a.source} value named {a.name!r} in "
+                                 f"{fwd if a.source != 'input' else self.forward}")
+            sp = found[0]
+            specs.append(TensorSpec("d" + sp.name, sp.shape, sp.dtype) if a.source == "grad" else sp)
+        return specs

@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 _classes: list = []
+_backward: dict = {}      # layer class -> build(layer) -> Backward (layers/backward/)
 
 
 def register(cls) -> None:
@@ -56,3 +57,17 @@ def template_dirs() -> list[Path]:
         if d is not None and d not in out:
             out.append(d)
     return out
+
+
+def register_backward(cls, build) -> None:
+    """layer.backward() of `cls` and its subclasses returns build(layer) (a layers.backward.Backward). The
+    gradient modules (layers/backward/) register theirs, so the forward layers' modules never import them."""
+    _backward[cls] = build
+
+
+def backward_builder(layer):
+    """The registered build(layer) for the closest class of `layer` that has one, or None."""
+    for cls in type(layer).__mro__:
+        if cls in _backward:
+            return _backward[cls]
+    return None
