@@ -23,8 +23,8 @@ TINY_LD = LossDelta(h=6, w=6, cin=4, cout=4, classes=3)
 class CorruptDeltasLossDelta(LossDelta):
     """A LossDelta whose kernel's numpy glue adds 1 to one FC delta: every candidate must be "wrong"."""
 
-    def fc_deltas(self, info):
-        d = super().fc_deltas(info)
+    def fc_deltas_of(self, a, old, fc, reduce):
+        d = super().fc_deltas_of(a, old, fc, reduce)
         d.flat[0] += 1
         return d
 
@@ -174,7 +174,9 @@ def test_host_key_cores_can_name_the_machine_when_pinned(monkeypatch):
 def test_a_record_of_the_default_configuration_counts_for_both_parts(tmp_path, host):
     fwd, dl = (cs.schedule.get_template(n) for n in ("loss_delta/forward", "loss_delta/deltas"))
     fd, dd = fwd.defaults(TINY_LD, host), dl.defaults(TINY_LD, host)
-    other = {**dd, "parallel": not dd["parallel"]}
+    space = dl.knob_space(TINY_LD, host)
+    knob = next(k for k, v in space.items() if len(v) > 1)
+    other = {**dd, knob: next(v for v in space[knob] if v != dd[knob])}
     path = records.log_path(host, tmp_path)
 
     def rec(t, kn, ms):

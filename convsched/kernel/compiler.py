@@ -68,7 +68,7 @@ def compile(layer, template: str | None = None, knobs: dict | None = None, targe
             built = FiniteOnly(built, _float_inputs(layer), lambda: _exact_fallback(layer, tgt).built)
         return Kernel(layer, tgt, part.schedule, built, part.loop_nest)
     recipes = _part_recipes(layer, tgt, spec, template, knobs, schedule, log)
-    parts = {name: build_part(layer, tgt, r, why_not) for name, r in recipes.items()}
+    parts = {name: spec.build_part(name, layer, tgt, r, why_not) for name, r in recipes.items()}
     return spec.assemble(layer, tgt, parts, recipes, why_not)
 
 

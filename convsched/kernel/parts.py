@@ -48,8 +48,21 @@ class MultiPart:
     parts: {part: its default template}, each part named after the declaration (algorithm) it compiles;
     primary: the part that `knobs` without a template, and a kernel's .schedule, refer to;
     part_of(template name): the part a template schedules (None: unknown);
-    assemble(layer, target, {part: Part}, {part: Recipe}, refusal): the kernel object."""
+    assemble(layer, target, {part: Part}, {part: Recipe}, refusal): the kernel object;
+    algorithm(part, layer, target): the declaration a part compiles on this target (None: its template's
+    ALGORITHM), e.g. a word type that follows the target's popcount;
+    build(part, layer, target, recipe, refusal): a Part built another way than by recording a template on a
+    TE declaration (a hand-written TIR stage whose template holds its knobs), or None for the usual way."""
     parts: dict
     primary: str
     part_of: object
     assemble: object
+    algorithm: object = None
+    build: object = None
+
+    def build_part(self, part: str, layer, target, recipe: Recipe, refusal: str | None = None) -> Part:
+        made = self.build(part, layer, target, recipe, refusal) if self.build is not None else None
+        if made is not None:
+            return made
+        algorithm = self.algorithm(part, layer, target) if self.algorithm is not None else None
+        return build_part(layer, target, recipe, refusal, algorithm=algorithm)

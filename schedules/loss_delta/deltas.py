@@ -1,89 +1,75 @@
-"""Loss deltas of every conv weight from the sensitive-patch lists: stages "gather" (+ "gather2" for ternary
-weights), "code" (+ "vdelta" for ternary) and "dsum" (batch sum) or "delta" (per example).
+"""Knobs of the loss-delta layer's sparse delta stage: hand-written TIR (convsched/backend/loss_delta.py), built
+by the kernel with these knobs (there are no TE stages to schedule: the stage walks data-dependent sets, the
+segments that can flip and their sensitive patches, which TE cannot declare).
 
-Loop nest (reduce="sum"):
-    parallel o
-      n                                   the batch reduction
-        gather: s, k, di, dj, c_o, c_i    G[s, :] += input bits (di, dj, c) of sensitive patch k of row (n, s, o)
-                                          (uint8 loads widened to int16 lanes; k loops to the longest list,
-                                          a guard skips k past this row's count: 1024->1024 deltas 14.6 ->
-                                          8.5 ms per example vs padding every row, 1 thread, Zen 3, pinned)
-        dsum:   di, dj, c_o, c_i          += the loss delta of the set of segments whose pooled bit the mutation
-                                          flips ("code", inlined here; or its own stage per row: code_at=row),
-                                          by table lookup or per-class masks; skipped for dead rows (live = 0:
-                                          no segment of (n, o) can change), 1024->1024 6.8 -> 5.5 ms/example
-Everything under (o, n) lives in L1: G is 9C int16 per segment.
+    unit_bits  width of the bit-sliced counter vectors (128 / 256 / 512, at most the target's vectors): one
+               patch row of 3 pixels is 3*Cp mutation lanes, ceil(3*Cp / unit_bits) vectors, or rows of at most
+               half a vector share one in 128- or 256-bit slots (32 channels: 3 rows of 96 lanes in one zmm)
+    units      counter vectors summed per pass over a patch list: their ones / twos / fours / eights planes
+               stay in registers (4 per vector, beside ~8 for the carry-save adders' inputs and carries), the
+               planes above in memory; more per pass walk each list fewer times
+    compress   build each patch list from the row mask words with vpcompressd (AVX-512: 2 instructions per 16
+               patches, no branch) instead of a loop over the set bits (a mispredicted exit per row)
+
+Measured (Xeon "rocketlake" = Sapphire Rapids class, 1 thread pinned, 2026-12-01): see docs/loss_delta.md.
 """
-from convsched.layers.loss_delta import TABLE_MAX_SEGMENTS
-from convsched.schedule import divisors
+from convsched.schedule import tile_on_stack
 
 LAYER = "loss_delta"
 ALGORITHM = "deltas"
 
+ADDER_REGISTERS = 8        # inputs and carries of the carry-save adders, besides the counter planes
+PLANES = 4                 # counter planes per vector in registers: ones, twos, fours, eights
 
-def _c_vecs(layer, target):
-    return divisors(layer.cin, 32)
+
+def _row_bits(layer, target) -> int:
+    """Mutation lanes of one patch row: 3 pixels of the forward's padded words."""
+    wb = layer.forward_word_bits(target)
+    return 3 * -(-layer.cin // wb) * wb
+
+
+def _unit_bits(layer, target) -> list:
+    return [u for u in (128, 256, 512) if u <= target.vector_bits]
+
+
+def _max_units(target, unit_bits) -> int:
+    """Counter vectors whose PLANES planes fit the registers left beside the adders, the plane buffer below TVM's
+    stack limit (tile_on_stack)."""
+    fit = max(1, (target.num_vector_registers - ADDER_REGISTERS) // PLANES)
+    return max(u for u in range(1, fit + 1) if tile_on_stack(PLANES * u * unit_bits // 8, 1))
+
+
+def _units(layer, target) -> list:
+    most = max(_max_units(target, u) for u in _unit_bits(layer, target))
+    return list(range(1, most + 1))
 
 
 KNOBS = {
-    "c_vec": _c_vecs,              # channels per vectorized inner loop (a divisor of cin)
-    "parallel": [True, False],     # parallel over channels o (sum) or (example, channel) pairs (none)
-    # "inline": the changed-segment code computed inside the batch sum, so that a dead (example, channel)
-    # row skips it with the lookup; "row": a stage per (o, n) row (then it runs for dead rows too)
-    "code_at": ["inline", "row"],
+    "unit_bits": _unit_bits,
+    "units": _units,
+    "compress": lambda layer, target: [True, False] if target.has("avx512f") else [False],
 }
 
 
+def constraint(layer, target, unit_bits, units, compress):
+    if units > _max_units(target, unit_bits):
+        return f"{units} counter vectors of {unit_bits} bits pass the register budget"
+    return True
+
+
 def defaults(layer, target):
-    # one vector of G lanes (16 int16 or 32 uint8 on AVX2), but at most 16 channels on the per-class mask
-    # path (> 8 segments), whose int32 arithmetic per mutation runs out of registers wider (4x4 segments
-    # 32->32: c_vec=32 155 us/example vs 16 116; 2x2 uint8: c_vec=32 40 us vs 16 57; 1 thread, Zen 3, pinned)
-    widest = target.lanes(layer.gather_dtype) if layer.nseg <= TABLE_MAX_SEGMENTS else 16
-    return {"c_vec": max(d for d in _c_vecs(layer, target) if d <= min(widest, 32)), "parallel": True,
-            "code_at": "inline"}
+    """The target's widest counter vectors (rows of at most half a vector share one: backend/loss_delta.py), as
+    many per pass as the registers hold and a channel has. Global 32->32 (rows of 96 bits), delta stage alone:
+    512-bit vectors (the 3 rows in one) 5.8 us/example, 256-bit 7.4, 128-bit (a row each) 8.2; segmented 2x2
+    12.6 / 14.4 / 15.6 (Xeon "rocketlake", 1 thread pinned, CPU time, best of 9, 2026-12-01)."""
+    unit = target.vector_bits
+    row = _row_bits(layer, target)
+    per_channel = 1 if 2 * row <= unit else 3 * -(-row // unit)
+    return {"unit_bits": unit, "units": min(_max_units(target, unit), per_channel),
+            "compress": target.has("avx512f")}
 
 
-def _vectorize_c(st, c, c_vec, tag):
-    if c_vec > 1:
-        _, c_i = st.split(c, c_vec, names=(f"{tag}_c_o", f"{tag}_c_i"))
-        st.vectorize(c_i)
-
-
-def schedule(s, layer, c_vec, parallel, code_at="row"):
-    ternary = layer.weights == "ternary"
-    if "dsum" in s:
-        out, outer = s["dsum"], ("o", "n")
-    else:
-        out, outer = s["delta"], ("n", "o")
-    out.reorder(*outer, "di", "dj", *(("t", "c") if ternary else ("c",)))
-    for st in ("vdelta", "code"):          # consumers first: each lands under the loop its consumer sits in
-        if st in s:
-            if code_at == "inline" and "dsum" in s:
-                s[st].compute_inline()
-                continue
-            s[st].compute_at(out, outer[1])
-            ax = s[st].axes                 # ..., n, o, di, dj, c[, v] (TVM's names)
-            if ternary:
-                s[st].reorder(ax[-1], ax[-2])
-            _vectorize_c(s[st], ax[-2] if ternary else ax[-1], c_vec, st)
-    k_axis = {}
-    for g in ("gather", "gather2"):
-        if g not in s:
-            continue
-        gs = s[g]
-        gs.compute_at(out, outer[1])
-        ax = gs.axes                       # ..., n, s, o, di, dj, c, k (TVM's names)
-        s_, di, dj, c, k = ax[-6], ax[-4], ax[-3], ax[-2], ax[-1]
-        gs.reorder(s_, k, di, dj, c)
-        k_axis[g] = k
-        _vectorize_c(gs, c, c_vec, g)
-    _vectorize_c(out, "c", c_vec, out.name)
-    if parallel:
-        if "dsum" in s:
-            out.parallel("o")
-        else:
-            out.parallel(out.fuse("n", "o", name="no"))
-    for g, k in k_axis.items():            # after parallel/vectorize, as TVM wants
-        s[g].decompose_reduction(k)
-    if "dsum" in s:
-        out.decompose_reduction("n")
+def schedule(s, layer, unit_bits, units, compress):
+    """Nothing to record: the kernel builds the TIR stage with the knobs (kernel/loss_delta.py, LOSS_DELTA)."""
+    raise ValueError("loss_delta/deltas holds the knobs of a hand-written TIR stage; compile the layer with it "
+                     "(cs.compile(layer, template='loss_delta/deltas', knobs=...)): there are no steps to record")

@@ -19,32 +19,26 @@ is mutated, summed over a batch (or per example). Semantics (docs/loss_delta.md)
 
 reference() is the definition (mutate one weight, recompute the whole loss, subtract): the test oracle.
 
-The fast path (docs/loss_delta.md): a flip changes one channel and moves each patch's count by exactly +-1 (ternary:
-+-1 or +-2), so only "sensitive" patches (count T or T+1; ternary band 2: T-1..T+2) can change state, and
-after the flip a sensitive patch is on exactly when its input bit equals a known bit bx. The new count of a
-segment is ON[s,o] + (bx ? G : S - G), G[s,o,i] = sum over the sensitive patches p of segment s of X[p,i].
-Stages of the fast path (TE, scheduled by templates in schedules/loss_delta/):
-  algorithm "forward":   "popc" (n, i, j, o; reduce di, dj, cw): XOR-popcount forward counts in the word
-                         type (uint8 / uint16 / uint64 words, word_bits), then "mismatch" (int32 cast)
-                         [ternary: "cost" (n, i, j, o) = 2 * popc + zeros[o] instead]
-  "classify" (hand-written TIR, convsched/backend/loss_delta.py: a data-dependent compaction TE cannot
-                         declare): per (example, segment, channel) the active / stay-on / sensitive patch
-                         counts and the list of sensitive patches, O(B*P*O)
-  numpy glue (O(B*S*O)): pooled bits, skip (b, s, o) rows that cannot change a pooled bit (their count
-                         becomes 0, and "live" marks (b, o) pairs with any row left), the per-channel loss
-                         lookup table (or per-class masks when there are > 8 segments)
-  algorithm "deltas":    "gather" [and "gather2", ternary band 2] (n, s, o, di, dj, c; reduce k): G = the
-                         sum of input bits over each row's list of sensitive patches (the sparse form of the
-                         AND-popcount GEMM: ~1-10% of patches are sensitive), read from classify's lists in
-                         place up to each row's count; "code" (n, o, di, dj, c[, v]):
-                         the set of segments each mutation flips; [ternary: "vdelta" (n, o, di, dj, c, v)];
-                         "dsum" (o, di, dj, c[, t]; reduce n): the batch sum of the looked-up loss deltas.
-  algorithm "deltas_none": the same with "delta" (n, o, di, dj, c[, t]) per example.
-The FC deltas are 2 * a_k * e + 1 per FC bit (a_k = score_k - target_k, e = +-1): numpy, O(classes*S*O).
+The fast path (docs/loss_delta.md): a flip changes one channel and moves each patch's count by exactly +-1
+(ternary: +-1 or +-2), so only "sensitive" patches (count T or T+1; ternary band 2: T-1..T+2) can change state,
+and after the flip a sensitive patch is on exactly when its input bit equals a known bit bx. The new count of a
+segment is ON[s,o] + (bx ? G : S - G), G[s,o,i] = sum over the sensitive patches p of segment s of X[p,i];
+the loss delta of a mutation is a sum of per-segment and per-pair terms over the segments it flips.
+Stages of the compiled kernel (convsched/kernel/loss_delta.py):
+  algorithm "forward<bits>" (TE, scheduled by schedules/loss_delta/forward.py; the popcount word by target:
+                         forward_word_bits): "popc" (n, i, s_y, jj, o; reduce di, dj, cw) XOR-popcount counts
+                         in the word type, then "mismatch" (int32) [ternary: "cost" = 2 * popc + zeros];
+                         "rowbits" (n, f, i, s_y, rw, o): the active and sensitive flags of each segment row
+                         packed into words; "stats" (n, s, f, o): active / on / sensitive counts per segment
+  "conv<bits>":          the conv alone (its counts): what the floor measures
+  host glue (numpy, O(B*S*O)): pooled bits, class scores (head_terms), FC deltas (fc_deltas_of)
+  the delta stage:       hand-written TIR (convsched/backend/loss_delta.py; its knobs in
+                         schedules/loss_delta/deltas.py): per channel and example the segments that can flip,
+                         their sensitive patches, G as bit-sliced counters, the deltas of every mutation
 
 The package holds the layer's jobs apart: layer.py (parameters, geometry, arguments), definition.py (the
-oracle), fast.py (the numpy glue and fast_numpy), declare.py (the TE parts). The compiled kernel that runs
-the parts and the glue is convsched/kernel/loss_delta.py.
+oracle), fast.py (the host glue and fast_numpy, the fast algorithm in plain numpy), declare.py (the TE parts).
+The compiled kernel that runs the parts and the glue is convsched/kernel/loss_delta.py.
 """
 from .definition import TERNARY_STATES, LossDeltas
 from .fast import TABLE_MAX_SEGMENTS, TERNARY_RULES

@@ -35,7 +35,8 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
     op_unit: ClassVar[str] = "bit-MAC"   # ops() = the forward conv's bit-MACs, the floor of the work
     flops_per_op: ClassVar[int] = 1
     exact: ClassVar[bool] = True
-    ALGORITHMS: ClassVar[tuple] = ("forward", "deltas", "deltas_none")
+    ALGORITHMS: ClassVar[tuple] = ("forward", "forward8", "forward16", "forward32", "forward64",
+                                   "conv8", "conv16", "conv32", "conv64")
 
     def __post_init__(self):
         check_positive(self, h=self.h, w=self.w, cin=self.cin, cout=self.cout, classes=self.classes, n=self.n)
@@ -75,6 +76,31 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         return (self.ph // self.segments[0], self.pw // self.segments[1])
 
     @property
+    def segment_grid(self) -> tuple:
+        """(SX, SY): segments down and across (the global head is one segment)."""
+        return tuple(self.segments) if self.head == "segmented" else (1, 1)
+
+    @property
+    def used_patches(self) -> tuple:
+        """(rows, cols) of the patch grid that belong to a segment: the forward conv computes only these."""
+        if self.head == "global":
+            return (self.ph, self.pw)
+        return (self.segments[0] * self.seg_shape[0], self.segments[1] * self.seg_shape[1])
+
+    @property
+    def mask_layout(self) -> tuple:
+        """(bits per word, words per segment row) of the row masks: one uint32 word per row of a segment up to
+        32 patches wide (the benchmark's 32x32 images), uint64 words otherwise."""
+        ws = self.seg_shape[1]
+        mb = 32 if ws <= 32 else 64
+        return mb, -(-ws // mb)
+
+    @property
+    def nflags(self) -> int:
+        """Flags per patch in the forward's row masks: active, then per band on and sensitive."""
+        return 1 + 2 * len(self.bands())
+
+    @property
     def seg_threshold(self) -> int:
         a, b = self.seg_shape
         return (a * b) // 2
@@ -86,20 +112,27 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
 
     @property
     def word_bits(self) -> int:
-        """Bits per packed word of the forward kernel: uint8 for C <= 8, uint16 for C <= 32, else uint64. AVX2
-        popcounts more narrow lanes per vector (on uint8 lanes the emulated popcount is just the vpshufb nibble
-        lookups); forward alone, 1 thread, AMD Zen 3, core pinned, 2026-11: 8->32 uint8 7.7 us/example vs 42
-        as uint32; 32->32 uint16 (2 words) 35 us vs 42 as uint32; 64->64 uint64 131 us vs 141 as uint16."""
+        """Bits per packed word of the forward conv where popcount is emulated (AVX2: LLVM's vpshufb nibble lookups,
+        which count narrow lanes in fewer steps): uint8 for C <= 8, uint16 for C <= 32, else uint64. Forward alone,
+        1 thread, AMD Zen 3, core pinned, 2026-11: 8->32 uint8 7.7 us/example vs 42 as uint32; 32->32 uint16
+        (2 words) 35 us vs 42 as uint32; 64->64 uint64 131 us vs 141 as uint16. forward_word_bits() is the choice
+        per target."""
         return 8 if self.cin <= 8 else 16 if self.cin <= 32 else 64
 
-    @property
-    def gather_dtype(self) -> str:
-        """Lanes of the delta kernel's G sums, which count at most one segment's patches: uint8 when that fits
-        (no widening of the input bytes, 32 lanes per AVX2 vector; segmented 2x2 128->128 delta kernel 370 ->
-        298 us/example, 1024->1024 12.6 -> 10.1 ms, 1 thread, AMD Zen 3, core pinned, 2026-11), else int16 or
-        int32."""
-        nps = self.seg_shape[0] * self.seg_shape[1]
-        return "uint8" if nps < 256 else "int16" if nps < 32768 else "int32"
+    def forward_word_bits(self, target) -> int:
+        """The word of the forward conv on `target`: with a native vector popcount of 32-bit lanes (AVX-512
+        VPOPCNTDQ) 17..32 channels take one uint32 word, because an input word is broadcast from memory for free
+        as a dword/qword (a load) but costs a shuffle-port uop as a byte or word (vpbroadcastb/w), the port
+        vpopcnt needs too: 2 of the 4 vector uops of a uint16 step sit on one port, a 75% cap. Narrower
+        channels keep their narrow words (a uint32 word of 8 channels would popcount 4x the bits). Otherwise
+        word_bits (the emulated popcount's choice)."""
+        if 16 < self.cin <= 32 and target.popcount_kind(32) == "vpopcntq":
+            return 32
+        return self.word_bits
+
+    def forward_algorithm(self, target) -> str:
+        """The forward declaration compiled for `target` (its word type: forward_word_bits)."""
+        return f"forward{self.forward_word_bits(target)}"
 
     @property
     def word_dtype(self) -> str:
@@ -108,6 +141,13 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
     @property
     def cwords(self) -> int:
         return words(self.cin, self.word_bits)
+
+    @property
+    def max_delta(self) -> int:
+        """A bound of one example's |loss delta| for a conv mutation: with a_k = score_k - target_k (|a_k| <=
+        S*O) and d_k the change of score k (|d_k| <= S, the segments flipped), sum_k |2 a_k d_k + d_k^2|."""
+        S = self.nseg
+        return self.classes * (2 * S * self.cout * S + S * S)
 
     @property
     def conv_shape(self) -> tuple:
@@ -181,13 +221,23 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         """User arrays -> (x uint8 0/1 (B,H,W,C), labels int64 (B,), conv_w uint8 bits or int8 states, fc uint8
         bits (classes, S, O)). Bits may be bool/0-1 integers or packed uint64 words (cs.bits.pack)."""
         x = as_bits(images, (self.h, self.w, self.cin), "images", batch=True)
-        B = x.shape[0]
+        return (x,) + self.canon_params(labels, conv_w, fc_w, x.shape[0])
+
+    def canon_params(self, labels, conv_w, fc_w, batch: int) -> tuple:
+        """canon_inputs without the images (labels, conv_w, fc), for a batch of `batch` examples."""
+        return self.canon_labels(labels, batch), self.canon_conv_w(conv_w), self.canon_fc(fc_w)
+
+    def canon_labels(self, labels, batch: int) -> np.ndarray:
+        B = batch
         lab = np.asarray(labels)
         if lab.ndim != 1 or lab.shape[0] != B or lab.dtype.kind not in "iu":
             raise ValueError(f"LossDelta: labels must be a 1-D integer array of length {B} (the batch), got "
                              f"dtype {lab.dtype} shape {lab.shape}")
         if B and (lab.min() < 0 or lab.max() >= self.classes):
             raise ValueError(f"LossDelta: labels must lie in [0, {self.classes}), got {lab.min()}..{lab.max()}")
+        return lab.astype(np.int64)
+
+    def canon_conv_w(self, conv_w) -> np.ndarray:
         if self.weights == "ternary":
             w = np.asarray(conv_w)
             if w.shape != (self.cout, 3, 3, self.cin) or w.dtype.kind not in "iu":
@@ -195,8 +245,9 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
                                  f"{(self.cout, 3, 3, self.cin)}, got dtype {w.dtype} shape {w.shape}")
             if w.size and (w.min() < -1 or w.max() > 1):
                 raise ValueError("LossDelta: ternary conv_w values must be -1, 0 or +1")
-            w = w.astype(np.int8)
-        else:
-            w = as_bits(conv_w, (self.cout, 3, 3, self.cin), "conv_w")
+            return w.astype(np.int8)
+        return as_bits(conv_w, (self.cout, 3, 3, self.cin), "conv_w")
+
+    def canon_fc(self, fc_w) -> np.ndarray:
         fc = as_bits(fc_w, self.fc_shape, "fc_w")
-        return x, lab.astype(np.int64), w, fc.reshape(self.classes, self.nseg, self.cout)
+        return fc.reshape(self.classes, self.nseg, self.cout)
