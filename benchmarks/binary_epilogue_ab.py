@@ -1,5 +1,5 @@
 """Interleaved A/B of the binary-bench layers: binary_conv2d/blocked as shipped vs the schedule it had before
-issue 12 (the int32 epilogue left to LLVM, the 64-channel layers' 16-accumulator tile), reproduced inline; the
+the machine model (the int32 epilogue left to LLVM, the 64-channel layers' 16-accumulator tile), reproduced inline; the
 xor+popcount+add ceiling measured in the same rounds. Run it pinned to one core:
 
     TVM_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/binary_epilogue_ab.py [rounds]
@@ -22,7 +22,7 @@ from convsched.kernel import aligned_empty, as_kernel_arg  # noqa: E402
 from convsched.tune.suites import binary_bench  # noqa: E402
 
 def before_schedule(co_vecs, ow_tile):
-    def sch(s, layer):       # schedules/binary_conv2d/blocked.py before issue 12: "out" left to LLVM
+    def sch(s, layer):       # schedules/binary_conv2d/blocked.py before the machine model: "out" left to LLVM
         lanes = max(1, s.target.vector_bits // 64)
         count = s["count"]
         co_o, co_i = count.split("co", lanes * co_vecs)
@@ -48,7 +48,7 @@ for layer in binary_bench():
     kn = dict(new.schedule.knobs)
     mk = MAIN_KNOBS.get(layer.cin, (kn["co_vecs"], kn["ow_tile"]))      # the old defaults
     old = cs.compile(layer, schedule=before_schedule(*mk))
-    for name, k in (("before", old), ("issue-12", new)):
+    for name, k in (("before", old), ("shipped", new)):
         assert np.array_equal(k(*xs), want), name
         args = [as_kernel_arg(a, s, "input") for a, s in zip(xs, layer.input_specs())]
         outs = [aligned_empty(s.shape, s.dtype) for s in layer.output_specs()]
@@ -64,11 +64,11 @@ c = max(ceil)
 print(f"# {datetime.date.today()} {cs.target.cpu_model_name()} (LLVM {host.mcpu}, modelled as {host.model.name}), "
       f"1 thread, {rounds} interleaved rounds; ceiling (bit-GEMM microkernel, best of rounds): {c:.0f} G bit-MAC/s "
       f"(rounds: median {np.median(ceil):.0f}, {min(ceil):.0f}-{max(ceil):.0f})")
-print(f"{'layer':12} {'before tile':>9} {'before G/s':>18} {'%':>4} {'tile':>8} {'issue-12 G/s':>18} {'%':>4}")
+print(f"{'layer':12} {'before tile':>9} {'before G/s':>18} {'%':>4} {'tile':>8} {'shipped G/s':>18} {'%':>4}")
 for lname in dict.fromkeys(k[0] for k in kern):
-    kn, kn2 = kern[(lname, "before")][4], kern[(lname, "issue-12")][4]
+    kn, kn2 = kern[(lname, "before")][4], kern[(lname, "shipped")][4]
     cells = []
-    for v in ("before", "issue-12"):
+    for v in ("before", "shipped"):
         x = sorted(res[(lname, v)])
         cells += [f"{np.median(x):6.0f} ({x[0]:.0f}-{x[-1]:.0f})", f"{100 * np.median(x) / c:3.0f}%"]
     print(f"{lname:12} {kn['co_vecs']}v x {kn['ow_tile']}px {cells[0]:>18} {cells[1]:>4} "

@@ -1,4 +1,4 @@
-"""Targets as machine models (issue 12): the host's model follows its features, named targets and any LLVM
+"""Targets as machine models: the host's model follows its features, named targets and any LLVM
 -mcpu are modelled, measured peaks per ISA, tail policies, and the assembly of every named target.
 
 Every expectation is computed from a target's model or features, never a number that holds for one CPU.
