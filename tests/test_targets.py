@@ -199,6 +199,18 @@ def test_shrink_tail_picks_a_divisor():
     assert shrink_factors([None, 16], 64) == [None, 16]
 
 
+@pytest.mark.parametrize("name", ["x86-64-v2", "x86-64-v3", "x86-64-v4", "znver5"])
+def test_lanes_dividing_tiles_any_extent_without_a_tail(name):
+    from convsched.schedule import lanes_dividing
+    t = T.get(name)
+    lanes = t.lanes("float32")
+    for n in (1, 3, 8, 17, 24, 64, 70, 2 * lanes):
+        v = lanes_dividing(n, t)
+        assert n % v == 0 and 1 <= v <= lanes
+        assert all(n % d for d in range(v + 1, lanes + 1))      # the largest such width
+    assert lanes_dividing(4 * lanes, t) == lanes
+
+
 def test_unknown_tail_is_a_schedule_error():
     def sch(s, layer):
         s["add"].split("c", 4, tail="round_up")

@@ -2,6 +2,7 @@
 Target's machine model through them, so no template repeats an idiom or hard-codes a machine.
 
     lanes = s.target.lanes("float32")                  # 16 on AVX-512, 8 on AVX2, 4 on SSE
+    v = lanes_dividing(layer.c, s.target)              # the lanes, or the largest divisor of c below them
     inner = split_lanes(conv, co_i, lanes)             # [co_v, co_l] or [co_i]: vectors of `lanes`
     conv.reorder(..., *inner); vectorize_lanes(conv, inner)
     fits_registers(target, tile_registers(target, pixels, co_tile))   # True or why not (a constraint())
@@ -34,6 +35,12 @@ def split_lanes(stage, axis: str, lanes: int, names=None, tail: str = "cut") -> 
         return [axis]
     names = names or (f"{axis}_v", f"{axis}_l")
     return list(stage.split(axis, lanes, names=names, tail=tail))
+
+
+def lanes_dividing(n: int, target, dtype: str = "float32") -> int:
+    """The target's lanes of `dtype`, or the largest divisor of n below them: a vector width that tiles n with
+    no remainder, so a template needs no tail and refuses no extent (8 channels on a 16-lane target: 8)."""
+    return max(d for d in range(1, target.lanes(dtype) + 1) if n % d == 0)
 
 
 def vectorize_lanes(stage, axes: list) -> None:

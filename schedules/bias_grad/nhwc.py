@@ -4,18 +4,13 @@
   db:   c_o > rn, rh (reduction) > c_l (vector)                                  n*h rows of c floats
 dy is read once, in order; each row's sum has its own slot (no atomics, the same result on every run).
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, lanes_dividing
 
 LAYER = "bias_grad"
 
 
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
-
-
 def _c_tiles(layer, target):
-    v = _vec(layer.c, target)
+    v = lanes_dividing(layer.c, target)
     return [t for t in divisors(layer.c, 8 * v) if t % v == 0]
 
 
@@ -23,11 +18,11 @@ KNOBS = {"c_tile": _c_tiles}
 
 
 def defaults(layer, target):
-    return {"c_tile": max(t for t in _c_tiles(layer, target) if t <= 4 * _vec(layer.c, target))}
+    return {"c_tile": max(t for t in _c_tiles(layer, target) if t <= 4 * lanes_dividing(layer.c, target))}
 
 
 def schedule(s, layer, c_tile):
-    v = _vec(layer.c, s.target)
+    v = lanes_dividing(layer.c, s.target)
     rows = s["rows"]
     c_o, c_i = rows.split("c", c_tile)
     c_v, c_l = rows.split(c_i, v, names=("c_v", "c_l"))

@@ -18,7 +18,7 @@ unroll_taps every (tap, phase) test is a constant that folds away, so each copy 
 the full tile. Without phases a tile mixes phases and every tap feeds a quarter of it (half the FMAs per
 load); measured 1 thread on the 56->28 3x3 s2 layer: phases 0.6x the time of mixed tiles.
 """
-from convsched.schedule import divisors, fma_efficiency
+from convsched.schedule import divisors, fits_registers, fma_efficiency, lanes_dividing
 
 LAYER = "conv2d_data_grad"
 
@@ -27,13 +27,8 @@ LAYER = "conv2d_data_grad"
 L2_WEIGHT_BYTES = 512 * 1024
 
 
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
-
-
 def _ci_tiles(layer, target):
-    v = _vec(layer.forward.cin, target)
+    v = lanes_dividing(layer.forward.cin, target)
     return [t for t in divisors(layer.forward.cin, 4 * v) if t % v == 0]
 
 
@@ -58,7 +53,7 @@ KNOBS = {
 
 
 def _regs(layer, target, ci_tile, ow_tile, oh_tile):
-    vecs = ci_tile // _vec(layer.forward.cin, target)
+    vecs = ci_tile // lanes_dividing(layer.forward.cin, target)
     return oh_tile * ow_tile * vecs + vecs + 1
 
 
@@ -68,7 +63,7 @@ def constraint(layer, target, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, 
     if wt_at == "block" and order != "ci":
         return "wt_at='block' needs order 'ci' (in 'row' order every row would transpose the weights again)"
     need = _regs(layer, target, ci_tile, ow_tile, oh_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, need)
 
 
 def _grid(layer, phases):
@@ -87,7 +82,7 @@ def defaults(layer, target):
     (28 accumulators) 1.27 ms vs 8 px 1.65 ms; 56->28 s2 with phases: 0.59-0.61 ms for 14, 2x4 and 7x2 px
     tiles vs 1.04 ms without phases at 2x4; deep layers ("ci" order, wt per block): 14->7 s2 0.90 ms."""
     f = layer.forward
-    v = _vec(f.cin, target)
+    v = lanes_dividing(f.cin, target)
     phases = max(f.strides) > 1
     rows, cols = _grid(layer, phases)
     regs = target.num_vector_registers
@@ -111,7 +106,7 @@ def defaults(layer, target):
 
 
 def schedule(s, layer, ci_tile, ow_tile, oh_tile, co_tile, order, wt_at, unroll_taps, phases):
-    v = _vec(layer.forward.cin, s.target)
+    v = lanes_dividing(layer.forward.cin, s.target)
     sh, sw = layer.forward.strides
     dx = s["dx"]
     ci_o, ci_i = dx.split("ci", ci_tile)

@@ -12,20 +12,15 @@ Order "passes": co_o > oh_o > parallel ci_o > ...: every input-channel block of 
 (one parallel region per pass); within the noise of "blocks" on 56x56x64 (1.13-1.31 vs 1.15-1.31 ms, 1 thread,
 Xeon rocketlake, shared machine), so a tuner's choice.
 """
-from convsched.schedule import divisors, fma_efficiency
+from convsched.schedule import divisors, fits_registers, fma_efficiency, lanes_dividing
 
 LAYER = "conv2d_weight_grad"
 
 DY_CHUNK_BYTES = 128 * 1024
 
 
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
-
-
 def _co_tiles(layer, target):
-    v = _vec(layer.forward.cout, target)
+    v = lanes_dividing(layer.forward.cout, target)
     return [t for t in divisors(layer.forward.cout, 4 * v) if t % v == 0]
 
 
@@ -40,14 +35,14 @@ KNOBS = {
 
 
 def _regs(layer, target, co_tile, ci_tile, kw_in_tile):
-    vecs = co_tile // _vec(layer.forward.cout, target)
+    vecs = co_tile // lanes_dividing(layer.forward.cout, target)
     taps = layer.forward.kw if kw_in_tile else 1
     return taps * ci_tile * vecs + vecs + 1
 
 
 def constraint(layer, target, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order):
     need = _regs(layer, target, co_tile, ci_tile, kw_in_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, need)
 
 
 def defaults(layer, target):
@@ -58,7 +53,7 @@ def defaults(layer, target):
     56x56x64 on AVX-512: kw 3 x ci 2 x co 64 = 24 accumulators, 10 loads per 24 FMAs: 1.21 ms vs 1.66 ms
     for ci 4 x co 64, 1 thread, Xeon rocketlake, 2026-12-01)."""
     f = layer.forward
-    v = _vec(f.cout, target)
+    v = lanes_dividing(f.cout, target)
     regs = target.num_vector_registers
     best = None
     for kw_in in (False, True):
@@ -83,7 +78,7 @@ def defaults(layer, target):
 
 
 def schedule(s, layer, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order):
-    v = _vec(layer.forward.cout, s.target)
+    v = lanes_dividing(layer.forward.cout, s.target)
     dw = s["dw"]
     co_o, co_i = dw.split("co", co_tile)
     ci_o, ci_i = dw.split("ci", ci_tile)

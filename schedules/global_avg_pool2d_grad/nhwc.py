@@ -1,21 +1,16 @@
 """Global average pooling gradient, NHWC: a broadcast of dy / (h*w); rows in parallel, channels vectorized.
 
 Pure store bandwidth (dx is written once, dy is one row that stays in L1)."""
-from convsched.schedule import divisors
+from convsched.schedule import lanes_dividing
 
 LAYER = "global_avg_pool2d_grad"
-
-
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
 
 
 KNOBS = {"unroll_c": [True, False]}
 
 
 def schedule(s, layer, unroll_c):
-    v = _vec(layer.forward.c, s.target)
+    v = lanes_dividing(layer.forward.c, s.target)
     dx = s["dx"]
     c_o, c_i = dx.split("c", v)
     dx.parallel(dx.fuse("n", "h"))

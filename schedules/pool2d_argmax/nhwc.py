@@ -5,18 +5,13 @@ Each tap compares a vector of values and keeps (value, index) pairs: two accumul
 register budget counts both. Out-of-image taps are masked in the declaration (clamped loads + select), so
 there is no padded copy of the input to place.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, fits_registers, lanes_dividing
 
 LAYER = "pool2d_argmax"
 
 
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
-
-
 def _c_tiles(layer, target):
-    v = _vec(layer.pool.c, target)
+    v = lanes_dividing(layer.pool.c, target)
     return [t for t in divisors(layer.pool.c, 4 * v) if t % v == 0]
 
 
@@ -24,23 +19,24 @@ KNOBS = {"c_tile": _c_tiles, "ow_tile": lambda layer, target: divisors(layer.poo
 
 
 def _regs(layer, target, c_tile, ow_tile):
-    return 2 * ow_tile * (c_tile // _vec(layer.pool.c, target)) + 2     # (value, index) pairs + a load + a mask
+    # (value, index) pairs per vector, + a load + a mask
+    return 2 * ow_tile * (c_tile // lanes_dividing(layer.pool.c, target)) + 2
 
 
 def constraint(layer, target, c_tile, ow_tile):
     need = _regs(layer, target, c_tile, ow_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, need)
 
 
 def defaults(layer, target):
     tiles = _c_tiles(layer, target)
-    c = max(t for t in tiles if t <= 2 * _vec(layer.pool.c, target))
+    c = max(t for t in tiles if t <= 2 * lanes_dividing(layer.pool.c, target))
     ow = max(o for o in divisors(layer.pool.ow, 4) if _regs(layer, target, c, o) <= target.num_vector_registers)
     return {"c_tile": c, "ow_tile": ow}
 
 
 def schedule(s, layer, c_tile, ow_tile):
-    v = _vec(layer.pool.c, s.target)
+    v = lanes_dividing(layer.pool.c, s.target)
     pool = s["pool"]
     c_o, c_i = pool.split("c", c_tile)
     ow_o, ow_i = pool.split("ow", ow_tile)

@@ -6,18 +6,13 @@ stored once: no zeroing pass, no scatter. The window tests depend on (h, w) only
 scalar selects shared by the whole channel vector; dy (and argmax) rows are re-read by the ceil(k/s) input
 rows that need them, from L1/L2.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, fits_registers, lanes_dividing
 
 LAYER = "pool2d_grad"
 
 
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
-
-
 def _c_tiles(layer, target):
-    v = _vec(layer.forward.c, target)
+    v = lanes_dividing(layer.forward.c, target)
     return [t for t in divisors(layer.forward.c, 4 * v) if t % v == 0]
 
 
@@ -25,23 +20,23 @@ KNOBS = {"c_tile": _c_tiles, "w_tile": lambda layer, target: divisors(layer.forw
 
 
 def _regs(layer, target, c_tile, w_tile):
-    return w_tile * (c_tile // _vec(layer.forward.c, target)) + 3   # sums + dy, argmax and a compare mask
+    return w_tile * (c_tile // lanes_dividing(layer.forward.c, target)) + 3   # sums + dy, argmax and a compare mask
 
 
 def constraint(layer, target, c_tile, w_tile):
     need = _regs(layer, target, c_tile, w_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, need)
 
 
 def defaults(layer, target):
     tiles = _c_tiles(layer, target)
-    c = max(t for t in tiles if t <= 2 * _vec(layer.forward.c, target))
+    c = max(t for t in tiles if t <= 2 * lanes_dividing(layer.forward.c, target))
     w = max(o for o in divisors(layer.forward.w, 4) if _regs(layer, target, c, o) <= target.num_vector_registers)
     return {"c_tile": c, "w_tile": w}
 
 
 def schedule(s, layer, c_tile, w_tile):
-    v = _vec(layer.forward.c, s.target)
+    v = lanes_dividing(layer.forward.c, s.target)
     dx = s["dx"]
     c_o, c_i = dx.split("c", c_tile)
     w_o, w_i = dx.split("w", w_tile)

@@ -3,18 +3,13 @@
 Loop nest: parallel (n, h) > c_o > w > c_i (vector). With c_o outside w, each block of c_tile slopes is loaded
 once per row and reused for every pixel; memory-bound otherwise (one load, compare, multiply, blend, store).
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, lanes_dividing
 
 LAYER = "prelu"
 
 
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
-
-
-KNOBS = {"c_tile": lambda layer, target: [t for t in divisors(layer.c, 4 * _vec(layer.c, target))
-                                          if t % _vec(layer.c, target) == 0]}
+KNOBS = {"c_tile": lambda layer, target: [t for t in divisors(layer.c, 4 * lanes_dividing(layer.c, target))
+                                          if t % lanes_dividing(layer.c, target) == 0]}
 
 
 def defaults(layer, target):
@@ -22,7 +17,7 @@ def defaults(layer, target):
 
 
 def schedule(s, layer, c_tile):
-    v = _vec(layer.c, s.target)
+    v = lanes_dividing(layer.c, s.target)
     st = s["prelu"]
     c_o, c_i = st.split("c", c_tile)
     c_v, c_l = st.split(c_i, v, names=("c_v", "c_l"))

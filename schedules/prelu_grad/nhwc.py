@@ -6,18 +6,13 @@
 Both passes read x and dy (TVM gives no way to put two independent stages in one loop nest); each row's share
 of dslope goes to its own slot of "rows", so the sum needs no atomics and is the same on every run.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, lanes_dividing
 
 LAYER = "prelu_grad"
 
 
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
-
-
 def _c_tiles(layer, target):
-    v = _vec(layer.forward.c, target)
+    v = lanes_dividing(layer.forward.c, target)
     return [t for t in divisors(layer.forward.c, 4 * v) if t % v == 0]
 
 
@@ -37,7 +32,7 @@ def _channels(stage, axis, c_tile, v, tag):
 
 
 def schedule(s, layer, c_tile):
-    v = _vec(layer.forward.c, s.target)
+    v = lanes_dividing(layer.forward.c, s.target)
     dx = s["dx"]
     _channels(dx, "c", c_tile, v, "c")
     dx.parallel(dx.fuse("n", "h"))

@@ -4,14 +4,9 @@ Loop nest: parallel (n, h) > w_o > ch_o > j, rh, rw (unrolled) > w_i (unrolled) 
 The (w_tile x c_tile) sums stay in registers; the window tests depend on (h, w, rh, rw) only (scalar selects
 shared by the channel vector). The 2-D weights (m*k*k floats) are built once per call.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, fits_registers, lanes_dividing
 
 LAYER = "gaussian_pool2d_grad"
-
-
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
 
 
 KNOBS = {"w_tile": lambda layer, target: divisors(layer.forward.w, 8), "unroll_windows": [True, False]}
@@ -19,7 +14,7 @@ KNOBS = {"w_tile": lambda layer, target: divisors(layer.forward.w, 8), "unroll_w
 
 def constraint(layer, target, w_tile, unroll_windows):
     need = w_tile + 3
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, need)
 
 
 def defaults(layer, target):
@@ -27,7 +22,7 @@ def defaults(layer, target):
 
 
 def schedule(s, layer, w_tile, unroll_windows):
-    v = _vec(layer.forward.c, s.target)
+    v = lanes_dividing(layer.forward.c, s.target)
     dx = s["dx"]
     ch_o, ch_l = dx.split("ch", v)
     w_o, w_i = dx.split("w", w_tile)

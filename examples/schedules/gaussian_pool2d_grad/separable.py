@@ -7,15 +7,10 @@ Loop nest: parallel (n, h_o)                    row_tile input rows per task
 Per input element: m*ceil(k/s) MACs in the row pass plus (ow/w)*m*ceil(k/s) in the column pass, instead of
 m*ceil(k/s)^2 for the direct gather (5x5 stride 2: 3 + 1.5 vs 9 per kernel).
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, fits_registers, lanes_dividing
 
 LAYER = "gaussian_pool2d_grad"
 ALGORITHM = "separable"
-
-
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
 
 
 KNOBS = {
@@ -26,7 +21,7 @@ KNOBS = {
 
 def constraint(layer, target, row_tile, w_tile):
     need = w_tile + 3
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, need)
 
 
 def defaults(layer, target):
@@ -35,7 +30,7 @@ def defaults(layer, target):
 
 
 def schedule(s, layer, row_tile, w_tile):
-    v = _vec(layer.forward.c, s.target)
+    v = lanes_dividing(layer.forward.c, s.target)
     dx = s["dx"]
     h_o, h_i = dx.split("h", row_tile)
     ch_o, ch_l = dx.split("ch", v)

@@ -2,21 +2,16 @@
 
 Loop nest: parallel (n, oh) > ow > c_o > kh, kw (unrolled) > c_l (vector), then sqrt of that row (same task).
 """
-from convsched.schedule import divisors
+from convsched.schedule import lanes_dividing
 
 LAYER = "l2_pool2d"
-
-
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
 
 
 KNOBS = {"unroll_taps": [True, False]}
 
 
 def schedule(s, layer, unroll_taps):
-    v = _vec(layer.c, s.target)
+    v = lanes_dividing(layer.c, s.target)
     sq = s["sumsq"]
     c_o, c_l = sq.split("c", v)
     sq.reorder("n", "oh", "ow", c_o, "kh", "kw", c_l)

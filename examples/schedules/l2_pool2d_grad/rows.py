@@ -4,14 +4,9 @@ Loop nest: parallel (n, oh) > ow > c_o > c_l (vector)                           
            parallel (n, h) > w_o > c_o > w_i (unrolled) > rh, rw (unrolled) > c_l (vector)  gather, then x * it
 Each dx element sums its ceil(k/s)^2 candidate windows in a register and is stored once.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, lanes_dividing
 
 LAYER = "l2_pool2d_grad"
-
-
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
 
 
 KNOBS = {"w_tile": lambda layer, target: divisors(layer.forward.w, 8)}
@@ -22,7 +17,7 @@ def defaults(layer, target):
 
 
 def schedule(s, layer, w_tile):
-    v = _vec(layer.forward.c, s.target)
+    v = lanes_dividing(layer.forward.c, s.target)
     r = s["ratio"]
     r.parallel(r.fuse(*r.axes[:2]))
     _, rv = r.split(r.axes[-1], v, names=("r_o", "r_v"))

@@ -3,21 +3,16 @@
 Loop nest: parallel (n, h) > w > c_o > c_l (vector): one compare of pos against the pixel's window index and
 one blend per element; pos and dy rows are read by the k input rows of their window (from cache).
 """
-from convsched.schedule import divisors
+from convsched.schedule import lanes_dividing
 
 LAYER = "stochastic_pool2d_grad"
-
-
-def _vec(c, target):
-    """The target's float32 lanes, or the largest divisor of c below them: no channel count is refused."""
-    return max(divisors(c, target.lanes("float32")))
 
 
 KNOBS = {"unroll_w": [False, True]}
 
 
 def schedule(s, layer, unroll_w):
-    v = _vec(layer.forward.c, s.target)
+    v = lanes_dividing(layer.forward.c, s.target)
     dx = s["dx"]
     c_o, c_l = dx.split("c", v)
     dx.parallel(dx.fuse("n", "h"))
