@@ -11,6 +11,9 @@ Loop nest of "count" (outer to inner):
               co_v (unrolled), co_l (vector)  ... x co_tile/lanes weight vectors = xor, popcount, add
       the int32 epilogue "out" runs per register tile; the threshold epilogue "pack" per row (a packed
       word needs 64 output channels).
+    parallel="co_x_rows" puts co_o outside the rows instead and re-lays the weights ("wt") per co block in a
+    parallel loop of the same partition: each core writes and reads only its own blocks' weights (the
+    default on several cores once the weights outgrow L1).
 
 Strategy by target (the machine model decides the width of the inner loop and the register budget):
   * AVX-512 VPOPCNTDQ (target.popcount == "vpopcntq"): 8 uint64 lanes, popcount is one vpopcntq, 32 registers:
@@ -38,12 +41,14 @@ KNOBS = {
     "co_vecs": [1, 2, 3, 4],                                     # vectors of output channels per tile
     "ow_tile": lambda layer, target: [t for t in range(1, 9) if t <= layer.ow],  # pixels per tile
     "pad_at": ["root", "row", "inline"],                         # where padded input words are built
-    "parallel": ["rows", "rows_x_co"],                           # what the cores share: output rows, or
-}                                                                # (row, co block) pairs (small images)
+    # what the cores share: output rows; (row, co block) pairs (small images); or co blocks, each core
+    # re-laying only the weights of its own blocks (deep layers: see defaults)
+    "parallel": ["rows", "rows_x_co", "co_x_rows"],
+}
 
 
 def constraint(layer, target, co_vecs, ow_tile, pad_at, parallel):
-    if parallel == "rows_x_co" and layer.threshold:
+    if parallel != "rows" and layer.threshold:
         return "the threshold epilogue packs 64 output channels per word: parallel over rows only"
     lanes = target.lanes("uint64")
     if layer.threshold and 64 % (co_vecs * lanes):
@@ -76,11 +81,23 @@ def defaults(layer, target):
              if (c == 1 or c * lanes <= max(layer.cout, lanes)) and tile_on_stack(t * c * lanes, 8)
              and constraint(layer, target, c, t, "row", "rows") is True] or [(1, 1)]
     co_vecs, ow = max(tiles, key=score)
-    # fewer output rows than cores: share (row, co block) pairs instead (it costs ~10% on one core: the
-    # padded rows are rebuilt per co block)
-    par = "rows_x_co" if (layer.n * layer.oh < 2 * target.cores and not layer.threshold) else "rows"
-    return {"co_vecs": co_vecs, "ow_tile": ow, "pad_at": "row" if layer.pad != 0 else "inline",
-            "parallel": par}
+    # The weights are re-laid on every call (co innermost). Past L1 that copy decides the scaling: shared
+    # by rows, each core reads the weights the other one wrote (7x7x512, 294 KB: 2 threads no faster than
+    # 1); split by co blocks, each core re-lays and reads only its own (7x7x512 on 2 threads 0.11 -> 0.053
+    # ms, 14x14x256 0.063 -> 0.050; Xeon "rocketlake", 2026-12-01). On one core, and for small weights,
+    # rows keep the padded input rows built once (co_x_rows costs 1-10% there; 56x56x64 30% on 2 threads).
+    weight_bytes = layer.kh * layer.kw * layer.cin_words * layer.cout * 8
+    if layer.threshold:
+        par = "rows"
+    elif target.cores > 1 and weight_bytes > target.l1d_bytes:
+        par = "co_x_rows"
+    elif layer.n * layer.oh < 2 * target.cores:     # fewer rows than cores: (row, co block) pairs
+        par = "rows_x_co"
+    else:
+        par = "rows"
+    # padded rows built per (co block, row) task cost more than reading the input with the pad test inline
+    pad_at = "row" if layer.pad != 0 and par != "co_x_rows" else "inline"
+    return {"co_vecs": co_vecs, "ow_tile": ow, "pad_at": pad_at, "parallel": par}
 
 
 def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
@@ -89,16 +106,20 @@ def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
     co_o, co_i = count.split("co", lanes * co_vecs, tail="cut")
     co_v, co_l = count.split(co_i, lanes, names=("co_v", "co_l"))
     ow_o, ow_i = count.split("ow", ow_tile)
-    count.reorder("n", "oh", co_o, ow_o, "kh", "kw", "cw", ow_i, co_v, co_l)
-    row = count.fuse("n", "oh", name="row")
-    if parallel == "rows_x_co":
-        row = count.fuse(row, co_o, name="row_co")
-    count.parallel(row)
+    if parallel == "co_x_rows":
+        count.reorder(co_o, "n", "oh", ow_o, "kh", "kw", "cw", ow_i, co_v, co_l)
+        par = count.fuse(co_o, count.fuse("n", "oh", name="row"), name="co_row")
+    else:
+        count.reorder("n", "oh", co_o, ow_o, "kh", "kw", "cw", ow_i, co_v, co_l)
+        row = par = count.fuse("n", "oh", name="row")
+        if parallel == "rows_x_co":
+            row = par = count.fuse(row, co_o, name="row_co")
+    count.parallel(par)
     count.vectorize(co_l)
     count.unroll(co_v)
     count.unroll(ow_i)
     if pad_at == "row":
-        s["pad"].compute_at(count, row)
+        s["pad"].compute_at(count, par)
     elif pad_at == "inline":
         s["pad"].compute_inline()
     if "out" in s:
@@ -108,3 +129,8 @@ def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
     else:
         s["pack"].reverse_compute_at(count, row)
     count.decompose_reduction("kh")
+    if parallel == "co_x_rows":       # each core re-lays the weights of the co blocks it computes
+        wt = s["wt"]
+        w_o, w_i = wt.split("co", lanes * co_vecs, tail="cut")
+        wt.reorder(w_o, "kh", "kw", "cw", w_i)
+        wt.parallel(w_o)
