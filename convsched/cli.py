@@ -17,6 +17,8 @@ Tuning records: `tune` writes to -o/--output, else the user's records directory;
 --tuning-records PATH alone, else the user's records and then the shipped ones.
 Exit status: 0 done; 2 a user error (`convsched: error: ...`); 1 an internal failure or a kernel that disagrees
 with numpy (one line; CONVSCHED_DEBUG=1 prints the traceback).
+
+Over 400 lines: one short function per subcommand; argparse's declarations are most of it.
 """
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ Why the step is built this way:
 This module sits above the kernels: it only calls the delta function it is given and the layer's public
 numpy definitions (`patches`, `seg_bits`, `loss_of_bits`, `canon_inputs`, `loss`); it imports no compiler
 (nothing of the package but TERNARY_STATES from convsched.layers).
+
+Over 400 lines: the optimiser and the training loops around it, used together.
 """
 from __future__ import annotations
 

@@ -31,6 +31,8 @@ Choosing among records (choose()): one measurement is noisy (two runs of one ker
 across sessions; "confirm" records (the tuner re-measuring its top candidates interleaved at the end of a session)
 are preferred: a group with confirm records is judged by their median alone, and any confirmed group beats every
 unconfirmed one.
+
+Over 400 lines, one module on purpose: the record format, its checks and the ranking change together.
 """
 from __future__ import annotations
 

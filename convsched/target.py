@@ -26,6 +26,8 @@ the first call needs LLVM.
 Figures in the uarch table are a model (vendor manuals, uops.info-style port counts, llvm-mca's scheduling
 models): they size register tiles and label "modelled" peaks for CPUs we cannot run. Peaks that k.benchmark()
 reports against are measured on the host (convsched.backend.peaks).
+
+Over 400 lines: the machine-model table (UARCHES) is data kept beside the code that reads it.
 """
 from __future__ import annotations
 

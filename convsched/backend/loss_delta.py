@@ -32,6 +32,8 @@ heap workspace, not registers (the chunk of G lanes stays below it); a let-bound
 became a heap scalar (the bit index is recomputed instead); CompactBufferAllocation shrank a buffer written
 at a data-dependent index to a wrong region (each such buffer is first written whole); one 384-lane store
 made LLVM split the register buffer into bytes (zeroing goes 64 lanes at a time).
+
+Over 400 lines: one hand-written TIR function and the pieces it is built from, read only together.
 """
 from __future__ import annotations
 

@@ -22,6 +22,8 @@ A target this host cannot execute (missing ISA features) has no measured figure:
 target model's figure, labelled "modelled". Measured figures are cached per (host CPU, target, threads) in
 $CONVSCHED_CACHE_DIR, else $XDG_CACHE_HOME/convsched, else ~/.cache/convsched (peaks.json); delete the file to
 measure again.
+
+Over 400 lines: the peak loops' C sources per ISA, beside the code that builds, checks and caches them.
 """
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ see the same machine state; the spread over rounds is what a single measurement 
 RPC measurement (`rpc=("host:port", key)`): workers build locally, in parallel, and send the library to a
 server registered under `key` on TVM's RPC tracker, which checks and times it there (the tracker hands each
 server one session at a time).
+
+Over 400 lines: the worker pool, its timeouts and its crash handling are one state machine.
 """
 from __future__ import annotations
 
