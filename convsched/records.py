@@ -256,7 +256,7 @@ def read(path, warn: bool = True, validate: bool = True) -> list[dict]:
         parts = ([_skipped("corrupt line(s)", corrupt)] if corrupt else []) + \
                 ([_skipped("malformed record(s)", malformed)] if malformed else [])
         warnings.warn(f"{path}: " + "; ".join(parts), stacklevel=2)
-    for old in list(_read_cache):       # keep only the newest version of one file: logs grow while tuning
+    for old in [k for k in _read_cache if k[0] == key[0]]:   # one version per file: logs grow while tuning
         for r in _read_cache.pop(old):
             _line_of.pop(id(r), None)
     _read_cache[key] = records

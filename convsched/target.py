@@ -165,7 +165,7 @@ class CpuProbe:
     def host_cpu_features(self) -> dict: ...                  # {feature: bool} from CPUID
     def cpu_features(self, mcpu: str, triple: str) -> set: ...  # LLVM's feature table of a CPU name
     def is_valid_cpu(self, mcpu: str, triple: str) -> bool: ...
-    def cpu_names(self, triple: str) -> list: ...             # every -mcpu LLVM knows for the triple
+    def cpu_names(self, triple: str) -> tuple: ...            # every -mcpu LLVM knows for the triple
 
 
 _probe: CpuProbe | None = None
@@ -220,8 +220,10 @@ def read_caches(root: str = "/sys/devices/system/cpu/cpu0/cache") -> dict:
     return out
 
 
+@lru_cache(maxsize=None)
 def cpu_model_name() -> str:
-    """The CPU's marketing name from /proc/cpuinfo ("AMD EPYC 9B45", "Intel(R) Xeon(R) Processor"), or ""."""
+    """The CPU's marketing name from /proc/cpuinfo ("AMD EPYC 9B45", "Intel(R) Xeon(R) Processor"), or "".
+    Read once: every benchmark() looks up its peak by it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -505,9 +507,3 @@ def get(target: "str | Target | None" = "host", cores: int | None = None) -> Tar
     if not isinstance(target, str) or not target:
         raise TargetError(f"a target is 'host', a CPU name or a Target, got {target!r}")
     return _named(target, _resolve_mcpu(target), cores or host_cores())
-
-
-def executable_named_targets(host_target: Target | None = None) -> list[str]:
-    """Named targets whose code this host may run (every ISA feature they use is present)."""
-    h = host_target or host()
-    return [n for n in NAMED if get(n).runs_on(h)]

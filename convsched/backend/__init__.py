@@ -200,10 +200,7 @@ class LiveSchedule:
         if len(st.names) != len(st.factors):
             raise ScheduleError(f"split into {len(st.factors)} loops needs {len(st.factors)} names",
                                 stage=st.stage, axis=st.axis, step=st.text(), **_where(st))
-        tail = getattr(st, "tail", "guard")
-        if tail not in ("guard", "cut", "shrink"):       # what each means: convsched.schedule.steps.TAILS
-            raise ScheduleError(f"unknown tail policy {tail!r}; policies are guard, cut, shrink",
-                                stage=st.stage, axis=st.axis, step=st.text(), **_where(st))
+        tail = st.tail                  # checked when the Split was made (steps.TAILS)
         factors = list(st.factors)
         extent = self._extent(loop)
         if tail != "guard" and extent is None:

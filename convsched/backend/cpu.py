@@ -6,6 +6,7 @@ features as LLVM reads them, LLVM's feature table of any CPU name, and whether L
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 
 from .. import target as _target
 import tvm
@@ -30,9 +31,10 @@ def cpu_features(mcpu: str, triple: str) -> set:
         return {str(k) for k in tvm.target.codegen.llvm_get_cpu_features()}
 
 
-def cpu_names(triple: str) -> list:
-    """Every CPU name LLVM accepts as -mcpu for `triple`."""
-    return sorted(str(n) for n in tvm.target.codegen.llvm_get_cpu_archlist(_llvm_target("generic", triple)))
+@lru_cache(maxsize=None)
+def cpu_names(triple: str) -> tuple:
+    """Every CPU name LLVM accepts as -mcpu for `triple` (asked once per triple)."""
+    return tuple(sorted(str(n) for n in tvm.target.codegen.llvm_get_cpu_archlist(_llvm_target("generic", triple))))
 
 
 def is_valid_cpu(mcpu: str, triple: str) -> bool:

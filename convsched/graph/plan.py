@@ -75,15 +75,14 @@ class _Planner:
         for f in fuse or ():
             nodes, tmpl = (f.get("nodes"), f.get("template")) if isinstance(f, dict) else (tuple(f), None)
             fl = self.g.fused_layer(nodes)            # checks legality
-            forced.append(([m.name for m in fl.members], tmpl))
-        for nodes, tmpl in forced:
-            grp = list(nodes)
-            for n in nodes:
+            forced.append((fl, tmpl))
+        for fl, tmpl in forced:
+            grp = [m.name for m in fl.members]
+            for n in grp:
                 if self.group_of[n] is not None and len(self.group_of[n]) > 1:
                     raise GraphError(f"node '{n}' is in two fuse groups")
-            for n in nodes:
+            for n in grp:
                 self.group_of[n] = grp
-            fl = self.g.fused_layer(grp)
             name = tmpl or fl.default_template()
             ok = get_template(name).applies(fl, self.tgt)
             if ok is not True:

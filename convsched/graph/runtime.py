@@ -6,6 +6,7 @@ last kernel reading that value has run (memory_plan() prints the slots).
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import numpy as np
@@ -22,8 +23,8 @@ class CompiledGraph:
     def __init__(self, graph, plan, kernels: list):
         self.graph, self.plan, self.kernels = graph, plan, kernels
         self.params: dict = {}
-        self._prepared: list | None = None
         self._plan_memory()
+        self._steps = [self._step(i) for i in range(len(kernels))]
 
     def __repr__(self):
         return f"CompiledGraph({self.graph.name}, {len(self.kernels)} kernels)"
@@ -109,6 +110,21 @@ class CompiledGraph:
                     prepared[f"{n}.{s.name}"] = as_kernel_arg(a, s, f"parameter {n}")
         self.params = prepared
 
+    def _step(self, gi):
+        """What a forward pass needs of kernel gi, fixed once compiled: its argument keys and specs, the
+        value it produces, and its output buffer (a view of a reused slot), or None where each pass needs a
+        fresh array (a graph output the caller keeps)."""
+        g, k = self.plan.groups[gi], self.kernels[gi]
+        keys, kspecs = self._group_args(gi), k.layer.input_specs()
+        if len(keys) != len(kspecs):
+            raise GraphError(f"kernel {g.name}: {len(keys)} arguments for {len(kspecs)} specs (internal error)")
+        spec, v = k.layer.output_specs()[0], g.nodes[-1]
+        out = None
+        if v in self.slot_of:
+            nbytes = math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+            out = self._slots[self.slot_of[v]][:nbytes].view(spec.dtype).reshape(spec.shape)
+        return k, keys, kspecs, spec, v, out
+
     def __call__(self, *args, params: dict | None = None, **inputs):
         if params is not None:
             self.set_params(params)
@@ -119,18 +135,9 @@ class CompiledGraph:
             raise GraphError(f"{self.graph.name} takes {len(names)} inputs ({', '.join(names)}), got {len(args)}")
         inputs.update(zip(names, args))
         vals = self.graph._check_inputs(inputs)
-        for i, (g, k) in enumerate(zip(self.plan.groups, self.kernels)):
-            kargs = [vals[key] if kind == "value" else self.params[key] for kind, key in self._group_args(i)]
-            spec = k.layer.output_specs()[0]
-            v = g.nodes[-1]
-            if v in self.slot_of:
-                nbytes = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
-                out = self._slots[self.slot_of[v]][:nbytes].view(spec.dtype).reshape(spec.shape)
-            else:
-                out = aligned_empty(spec.shape, spec.dtype)
-            kspecs = k.layer.input_specs()
-            if len(kargs) != len(kspecs):
-                raise GraphError(f"kernel {g.name}: {len(kargs)} arguments for {len(kspecs)} specs (internal error)")
+        for k, keys, kspecs, spec, v, slot in self._steps:
+            kargs = [vals[key] if kind == "value" else self.params[key] for kind, key in keys]
+            out = aligned_empty(spec.shape, spec.dtype) if slot is None else slot
             k._built(*[as_kernel_arg(a, s, "input") for a, s in zip(kargs, kspecs)], out)
             vals[v] = out
         outs = [vals[o] for o in self.graph.outputs]

@@ -21,6 +21,7 @@ class BoundKernel:
         self.kernel = kernel
         self._fixed = {s.name: as_kernel_arg(fixed[s.name], s, "bound input") for s in specs if s.name in fixed}
         self._free = [s for s in specs if s.name not in fixed]
+        self._names = names
 
     def input_specs(self):
         """The arguments still to give at each call, in order."""
@@ -31,7 +32,7 @@ class BoundKernel:
             raise ValueError(f"bound kernel takes {len(self._free)} array(s) "
                              f"({', '.join(s.name for s in self._free)}), got {len(arrays)}")
         it = iter(arrays)
-        return [self._fixed[s.name] if s.name in self._fixed else next(it) for s in self.kernel.layer.input_specs()]
+        return [self._fixed[n] if n in self._fixed else next(it) for n in self._names]
 
     def __call__(self, *arrays):
         return self.kernel(*self._full(arrays))
@@ -40,8 +41,7 @@ class BoundKernel:
         """Kernel.benchmark with the bound arrays and the given (else random) free ones; the call time is of
         this bound kernel's calls."""
         if arrays is None:
-            specs = self.kernel.layer.input_specs()
-            arrays = [a for a, s in zip(self.kernel.layer.random_inputs(), specs) if s.name not in self._fixed]
+            arrays = [a for a, n in zip(self.kernel.layer.random_inputs(), self._names) if n not in self._fixed]
         arrays = list(arrays)
         t = self.kernel.benchmark(arrays=self._full(arrays), call_time=False, **kw)
         if not call_time:

@@ -31,12 +31,6 @@ def unit_of(op_unit: str) -> str:
     return UNITS.get(op_unit, f"G{op_unit}/s")
 
 
-def peak_of(target, op_unit: str, threads: int, at_least: float | None = None):
-    """The ceiling (a peaks.Peak) in that unit on `threads` threads, or None where there is no meaningful one.
-    at_least: a direct kernel's rate; a cached measurement below it is taken again (peaks.peak_for)."""
-    return peaks.peak_for(target, op_unit, threads, at_least=at_least)
-
-
 @dataclass(frozen=True)
 class Timing:
     median_ms: float
@@ -67,7 +61,7 @@ class Timing:
         med = float(np.median(ms))
         rate = ops / (med * 1e-3) / 1e9
         peak = None if target is None or threads is None else \
-            peak_of(target, op_unit, threads, at_least=rate if direct and not effective else None)
+            peaks.peak_for(target, op_unit, threads, at_least=rate if direct and not effective else None)
         return cls(med, float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), len(ms), threads, ops,
                    unit_of(op_unit), rate, peak.value if peak else None, bool(peak and peak.measured),
                    peak.source if peak else "", effective)

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..backend import expr, te
-from .base import Declaration, Layer, TensorSpec, canon_pair, check_positive, conv_out_size, pair, relu
+from .base import Declaration, Layer, TensorSpec, canon_pair, check_choice, check_positive, conv_out_size, pair, relu
 from .layout import (nchwc_pack, nchwc_unpack, pack_weights_nchwc, pack_weights_panels, unpack_weights_nchwc,
                      unpack_weights_panels)
 from .winograd import winograd_conv
@@ -92,10 +92,8 @@ class Conv2d(Layer):
                 raise ValueError(f"Conv2d: {f} must be positive, got {getattr(self, f)!r}")
         if min(pair(self.pad)) < 0:
             raise ValueError(f"Conv2d: pad must be >= 0, got {self.pad!r}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"Conv2d: layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"Conv2d: act must be one of {ACTIVATIONS}, got {self.act!r}")
+        check_choice(self, "layout", self.layout, LAYOUTS)
+        check_choice(self, "act", self.act, ACTIVATIONS)
         if self.dtype != "float32":
             raise ValueError(f"Conv2d: only float32 is supported, got {self.dtype!r}")
         if self.cin % self.groups or self.cout % self.groups:

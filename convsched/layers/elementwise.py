@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..backend import te
-from .base import Declaration, Layer, TensorSpec, check_positive, relu
+from .base import Declaration, Layer, TensorSpec, check_choice, check_positive, relu
 
 ACTIVATIONS = (None, "relu")
 
@@ -42,8 +42,7 @@ class Add(Layer):
 
     def __post_init__(self):
         check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c)
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"Add: act must be one of {ACTIVATIONS}, got {self.act!r}")
+        check_choice(self, "act", self.act, ACTIVATIONS)
         if self.dtype != "float32":
             raise ValueError(f"Add: only float32 is supported, got {self.dtype!r}")
 
@@ -104,8 +103,7 @@ class Dense(Layer):
 
     def __post_init__(self):
         check_positive(self, n=self.n, h=self.h, w=self.w, c=self.c, cout=self.cout)
-        if self.act not in ACTIVATIONS:
-            raise ValueError(f"Dense: act must be one of {ACTIVATIONS}, got {self.act!r}")
+        check_choice(self, "act", self.act, ACTIVATIONS)
         if self.dtype != "float32":
             raise ValueError(f"Dense: only float32 is supported, got {self.dtype!r}")
 

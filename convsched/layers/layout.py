@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..backend import te
-from .base import Declaration, Layer, TensorSpec, check_positive
+from .base import Declaration, Layer, TensorSpec, check_choice, check_positive
 
 LAYOUTS = ("NHWC", "NCHW", "NCHWc")
 
@@ -96,8 +96,7 @@ class LayoutTransform(Layer):
     def __post_init__(self):
         check_positive(self, n=self.n, c=self.c, h=self.h, w=self.w, cblock=self.cblock)
         for f in ("src", "dst"):
-            if getattr(self, f) not in LAYOUTS:
-                raise ValueError(f"LayoutTransform: {f} must be one of {LAYOUTS}, got {getattr(self, f)!r}")
+            check_choice(self, f, getattr(self, f), LAYOUTS)
         if self.src == self.dst:
             raise ValueError(f"LayoutTransform: src and dst are both {self.src}")
         if "NCHWc" in (self.src, self.dst) and self.c % self.cblock:

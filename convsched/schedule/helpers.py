@@ -16,6 +16,7 @@ a multiple of the vector width still runs vector code, and no template needs to 
 from __future__ import annotations
 
 from ..backend import STACK_ALLOC_BYTES
+from .knobs import divisors
 
 EPILOGUE = ("bias", "residual", "act")
 
@@ -40,7 +41,7 @@ def split_lanes(stage, axis: str, lanes: int, names=None, tail: str = "cut") -> 
 def lanes_dividing(n: int, target, dtype: str = "float32") -> int:
     """The target's lanes of `dtype`, or the largest divisor of n below them: a vector width that tiles n with
     no remainder, so a template needs no tail and refuses no extent (8 channels on a 16-lane target: 8)."""
-    return max(d for d in range(1, target.lanes(dtype) + 1) if n % d == 0)
+    return max(divisors(n, target.lanes(dtype)))
 
 
 def vectorize_lanes(stage, axes: list) -> None:

@@ -214,13 +214,8 @@ def _confirm(conn, task, layer, target, configs, opts) -> bool:
             outs[i]["round_ms"].append(t.median_ms)
             timings[i] = t
     for i in live:
-        t = timings[i]
-        ms = np.asarray(outs[i]["round_ms"])
-        med = float(np.median(ms))
-        outs[i].update(timing={"median_ms": med, "p10_ms": float(np.percentile(ms, 10)),
-                               "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms),
-                               **({"threads": t.threads} if t.threads is not None else {})},
-                       rate=t.ops / (med * 1e-3) / 1e9, unit=t.unit)
+        t = Timing.from_ms(outs[i]["round_ms"], timings[i].threads, timings[i].ops, layer.op_unit)
+        outs[i].update(timing=t.record_fields(), rate=t.rate, unit=t.unit)
     conn.send(("done", task, outs))
     return True
 

@@ -8,7 +8,7 @@ defaults, constraint and schedule are the forward template's, on that conv; this
 stay in L1 while their columns are read (the vector is gathered with one insert per lane).
 (A tuning record keeps this file's hash: after editing the forward template, re-tune these layers too.)
 """
-from convsched.schedule import divisors, get_template
+from convsched.schedule import get_template, lanes_dividing
 
 LAYER = "conv2d_data_grad"
 ALGORITHM = "winograd2x2"
@@ -43,7 +43,7 @@ def constraint(layer, target, **knobs):
 
 def schedule(s, layer, **knobs):
     _forward().ns["schedule"](s, layer.equivalent_conv(), **knobs)
-    v = max(divisors(layer.forward.cin, s.target.lanes("float32")))
+    v = lanes_dividing(layer.forward.cin, s.target)
     wt = s["wt"]
     o_o, o_v = wt.split("o", v)
     wt.reorder("i", "j", o_o, "c", o_v)
