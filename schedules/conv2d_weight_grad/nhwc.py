@@ -5,18 +5,24 @@ reduction is the pixels. Register tile: ci_tile x co_tile/lanes accumulators [x 
 of a row share their dy loads, which depthwise layers need: one input channel per group]. Each pixel step
 loads co_tile/lanes dy vectors and broadcasts ci_tile (x kw) input values.
 
-Loop nest (order "blocks"): parallel (co_o, ci_o) > oh_o (pixel chunk, reduction) > kh > kw > n, oh_i, ow
-(reduction) > tile. Each task owns a block of dw and streams the pixels; the accumulators are stored once per
-chunk of rows (rows_per_pass: a block of dy small enough to stay in L2 while the kh sweeps re-read it).
-Order "passes": co_o > oh_o > parallel ci_o > ...: every input-channel block of a pass reads the same dy chunk
-(one parallel region per pass); within the noise of "blocks" on 56x56x64 (1.13-1.31 vs 1.15-1.31 ms, 1 thread,
-Xeon rocketlake, shared machine), so a tuner's choice.
+Loop nest, order "rows" (the default): parallel (group, co_o) > n > oh_o (a pass of rows_per_pass rows) > kh >
+block (the ci tiles of the group) > [kw] > oh_i, ow (reduction) > tile. A task owns ci_group input channels x
+co_tile output channels of dw and sweeps the image a pass at a time: every block of the group reads the same
+dy rows and padded x rows (built per pass and tap row, pad_at "row"), so the pixel loop streams from L1; the
+accumulators are loaded and stored once per pass. Order "blocks": parallel (co_o, ci_o) > oh_o > kh > [kw] > n,
+oh_i, ow > tile: each task owns one tile of dw and streams a chunk of rows per tile from L2 -- the pixel loop
+then waits on L2 (56x56x64: 12 cycles of FMAs a pixel by llvm-mca, ~17 measured). Order "passes": co_o > oh_o
+> parallel ci_o > ...: the blocks of a pass share its dy chunk (one parallel region per pass).
+
+Measured (Xeon "rocketlake", AVX-512, pinned, interleaved rounds, 2026-12-01; ms, "blocks" -> "rows", the
+defaults of each): 56x56x64 3x3 1 thread 1.38 -> 1.13, 2 threads 0.72 -> 0.59; 28x28x128 1.30 -> 1.21,
+0.75 -> 0.63; 7x7x512 1.97 -> 1.69, 1.21 -> 0.89; depthwise 56x56x128 0.33 -> 0.25, 0.20 -> 0.14.
 """
 from convsched.schedule import divisors, fits_registers, fma_efficiency, lanes_dividing
 
 LAYER = "conv2d_weight_grad"
 
-DY_CHUNK_BYTES = 128 * 1024
+X_LINE_FLOATS = 16     # float32 channels of x in a 64-byte cache line
 
 
 def _co_tiles(layer, target):
@@ -29,8 +35,10 @@ KNOBS = {
     "ci_tile": lambda layer, target: divisors(layer.forward.cin_per_group, 16),  # input channels (broadcasts)
     "kw_in_tile": [False, True],
     "rows_per_pass": lambda layer, target: divisors(layer.forward.oh),
-    "pad_at": ["root", "inline"],
-    "order": ["blocks", "passes"],
+    "pad_at": ["root", "inline", "row"],
+    "order": ["blocks", "passes", "rows"],
+    # order "rows": input channels swept together per task (a multiple of ci_tile)
+    "ci_group": lambda layer, target: divisors(layer.forward.cin_per_group),
 }
 
 
@@ -40,13 +48,18 @@ def _regs(layer, target, co_tile, ci_tile, kw_in_tile):
     return taps * ci_tile * vecs + vecs + 1
 
 
-def constraint(layer, target, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order):
+def constraint(layer, target, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order, ci_group):
+    if ci_group % ci_tile:
+        return "ci_group must be a multiple of ci_tile"
+    if pad_at == "row" and order != "rows":
+        return 'pad_at="row" (padded rows built per pass of a task) needs order="rows"'
     need = _regs(layer, target, co_tile, ci_tile, kw_in_tile)
     return fits_registers(target, need)
 
 
 def defaults(layer, target):
-    """The tile whose FMAs can run at peak by fma_efficiency() (the target's FMA pipes, latency and load ports),
+    """A tile leaving a task for every core (depthwise 112x112x32 on 2 threads: co 16 0.13 ms, co 32 0.20),
+    then the one whose FMAs can run at peak by fma_efficiency() (the target's FMA pipes, latency and load ports),
     then with the most accumulators the registers allow (at most regs - 4), then the fewest loads per FMA
     (7x7x512: ci 2 x co 64 1.56 ms, ci 4 x co 32 1.81 ms); kw_in_tile when the taps of a row add accumulators
     that the channels cannot (depthwise, or
@@ -65,42 +78,56 @@ def defaults(layer, target):
                 vecs = co // v
                 acc = taps * ci * vecs
                 loads = vecs + taps * ci
-                score = (round(fma_efficiency(target, acc, loads), 3), min(acc, regs - 4), -round(loads / acc, 3),
-                         not kw_in)
+                tasks = f.cin_per_group // ci * (f.cout // co)
+                score = (min(tasks, target.cores), round(fma_efficiency(target, acc, loads), 3), min(acc, regs - 4),
+                         -round(loads / acc, 3), not kw_in)
                 if best is None or score > best[0]:
                     best = (score, co, ci, kw_in)
     _, co, ci, kw_in = best
-    # rows per pass: the most whose dy block (rows x ow x co_tile floats) fits DY_CHUNK_BYTES, so the kh sweeps
-    # of a pass re-read it from L2 (56x56x64: 8 rows, 1.22-1.24 ms vs 1.38-1.43 ms for all 56 in one pass)
-    rows = max(r for r in divisors(f.oh) if r == 1 or r * f.ow * co * 4 <= DY_CHUNK_BYTES)
+    # order "rows": each task owns ci_group input channels x co_tile output channels of dw and sweeps the image
+    # a few rows at a time; every block of its group reads the same dy rows and padded x rows from L1 (built
+    # per pass: pad_at "row"). ci_group: the channels of one 64-byte line of x, fewer if the cores would
+    # otherwise go without a task.
+    tasks = lambda g: f.cin_per_group // g * (f.cout // co)  # noqa: E731
+    groups = [g for g in divisors(f.cin_per_group, X_LINE_FLOATS) if g % ci == 0]
+    group = max([g for g in groups if tasks(g) >= target.cores] or [ci])
+    # rows per pass: at least two (one short row spends too much of the pass loading and storing the
+    # accumulators: 7x7x512 one row 2.82 ms, all 7 1.69 ms, 1 thread), the fewest beyond that (more evict
+    # the dy block: 56x56x64 2 rows 1.13-1.18 ms, 4 rows 1.29), the dy block within L1
+    fit = [r for r in divisors(f.oh) if r * f.ow * co * 4 <= target.l1d_bytes]
+    rows = min([r for r in fit if r >= 2] or [max(fit or [1])])
     return {"co_tile": co, "ci_tile": ci, "kw_in_tile": kw_in, "rows_per_pass": rows,
-            "pad_at": "root" if any(f.pads) else "inline", "order": "blocks"}
+            "pad_at": "row" if any(f.pads) else "inline", "order": "rows", "ci_group": group}
 
 
-def schedule(s, layer, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order):
+def schedule(s, layer, co_tile, ci_tile, kw_in_tile, rows_per_pass, pad_at, order, ci_group):
     v = lanes_dividing(layer.forward.cout, s.target)
     dw = s["dw"]
     co_o, co_i = dw.split("co", co_tile)
     ci_o, ci_i = dw.split("ci", ci_tile)
     oh_o, oh_i = dw.split("oh", rows_per_pass)
     inner = [co_i] if co_tile == v else list(dw.split(co_i, v, names=("co_v", "co_l")))
-    outer = [co_o, ci_o, oh_o] if order == "blocks" else [co_o, oh_o, ci_o]
-    if kw_in_tile:
-        dw.reorder(*outer, "kh", "n", oh_i, "ow", "kw", ci_i, *inner)
-        unrolled = ["kw", ci_i, *inner[:-1]]
-    else:
-        dw.reorder(*outer, "kh", "kw", "n", oh_i, "ow", ci_i, *inner)
-        unrolled = [ci_i, *inner[:-1]]
-    if order == "blocks":
+    tile = ["kw", ci_i, *inner] if kw_in_tile else [ci_i, *inner]
+    pixels = ["n", oh_i, "ow", *tile] if kw_in_tile else ["kw", "n", oh_i, "ow", *tile]
+    if order == "rows":
+        group, block = dw.split(ci_o, ci_group // ci_tile, names=("group", "block"))
+        dw.reorder(group, co_o, "n", oh_o, "kh", block, *[a for a in pixels if a != "n"])
+        task = dw.fuse(group, co_o, name="task")
+        dw.parallel(task)
+    elif order == "blocks":
+        dw.reorder(co_o, ci_o, oh_o, "kh", *pixels)
         dw.parallel(dw.fuse(co_o, ci_o))
     else:
+        dw.reorder(co_o, oh_o, ci_o, "kh", *pixels)
         dw.parallel(ci_o)
     dw.vectorize(inner[-1])
-    for axis in unrolled:
+    for axis in tile[:-1]:
         dw.unroll(axis)
     pad = s["pad"]
     if pad_at == "inline":
         pad.compute_inline()
+    elif pad_at == "row":
+        pad.compute_at(dw, "kh")
     else:
         pad.parallel(pad.fuse("n", "h"))
-    dw.decompose_reduction(oh_o)
+    dw.decompose_reduction("n" if order == "rows" else oh_o)
