@@ -68,6 +68,10 @@ def defaults(layer, target):
     f = layer.forward
     v = lanes_dividing(f.cout, target)
     regs = target.num_vector_registers
+
+    def tasks(ci_group, co):                # parallel tasks of order "rows": (ci groups) x (co tiles)
+        return f.cin_per_group // ci_group * (f.cout // co)
+
     best = None
     for kw_in in (False, True):
         taps = f.kw if kw_in else 1
@@ -78,8 +82,7 @@ def defaults(layer, target):
                 vecs = co // v
                 acc = taps * ci * vecs
                 loads = vecs + taps * ci
-                tasks = f.cin_per_group // ci * (f.cout // co)
-                score = (min(tasks, target.cores), round(fma_efficiency(target, acc, loads), 3), min(acc, regs - 4),
+                score = (min(tasks(ci, co), target.cores), round(fma_efficiency(target, acc, loads), 3), min(acc, regs - 4),
                          -round(loads / acc, 3), not kw_in)
                 if best is None or score > best[0]:
                     best = (score, co, ci, kw_in)
@@ -88,9 +91,8 @@ def defaults(layer, target):
     # a few rows at a time; every block of its group reads the same dy rows and padded x rows from L1 (built
     # per pass: pad_at "row"). ci_group: the channels of one 64-byte line of x, fewer if the cores would
     # otherwise go without a task.
-    tasks = lambda g: f.cin_per_group // g * (f.cout // co)  # noqa: E731
     groups = [g for g in divisors(f.cin_per_group, X_LINE_FLOATS) if g % ci == 0]
-    group = max([g for g in groups if tasks(g) >= target.cores] or [ci])
+    group = max([g for g in groups if tasks(g, co) >= target.cores] or [ci])
     # rows per pass: at least two (one short row spends too much of the pass loading and storing the
     # accumulators: 7x7x512 one row 2.82 ms, all 7 1.69 ms, 1 thread), the fewest beyond that (more evict
     # the dy block: 56x56x64 2 rows 1.13-1.18 ms, 4 rows 1.29), the dy block within L1
