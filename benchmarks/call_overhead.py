@@ -45,12 +45,15 @@ def _fused():
     return g.fused_layer(["c", "p"])
 
 
+# small forward layers with a backward() (timed themselves, and their gradient layers)
+POOL, GAP, RELU, PRELU = (L.Pool2d(h=16, c=16, kind="max", k=2, stride=2), L.GlobalAvgPool2d(h=7, c=64),
+                          L.ReLU(h=8, c=16), L.PReLU(h=8, c=16))
+
+
 def _gradient_layers():
     """The layers of small forward layers' backward passes (as layer.backward() lists them): each its own kind."""
-    forward = [L.Pool2d(h=16, c=16, kind="max", k=2, stride=2), L.GlobalAvgPool2d(h=7, c=64), L.ReLU(h=8, c=16),
-               L.PReLU(h=8, c=16), L.Conv2d(h=8, cin=16, cout=32, bias=True)]
     out = []
-    for f in forward:
+    for f in (POOL, GAP, RELU, PRELU, L.Conv2d(h=8, cin=16, cout=32, bias=True)):
         bw = f.backward()
         out += [] if bw.forward == f else [bw.forward]
         out += [st.layer for st in bw.steps if st.layer is not None]
@@ -61,12 +64,12 @@ def layers():
     """[(row name, layer, compile keyword arguments)]: one small layer per kind, then the custom ones."""
     built_in = [
         L.Conv2d(h=8, cin=16, cout=32), L.LayoutTransform(c=16, h=8, src="NHWC", dst="NCHWc"),
-        L.Pool2d(h=16, c=16, kind="max", k=2, stride=2), L.GlobalAvgPool2d(h=7, c=64), L.Add(h=8, c=16),
+        POOL, GAP, L.Add(h=8, c=16),
         L.Dense(c=64, cout=10), L.BitPack(h=4, c=64), L.BinaryConv2d(h=8, cin=64, cout=32, pad=1),
         L.PopcountThreshold(h=4, c=64), L.SegmentedBitPool(h=8, c=64, segments=2), L.BitMaxPool2d(h=8, c=64),
         L.BitGlobalPool(h=4, c=64), L.BinaryConvPool(h=8, cin=64, cout=64, segments=2),
         L.BitDense(h=2, c=64, classes=10), _fused(), L.LossDelta(h=6, cin=16, cout=4, classes=3),
-        L.ReLU(h=8, c=16), L.PReLU(h=8, c=16), *_gradient_layers()]
+        RELU, PRELU, *_gradient_layers()]
     out = [(layer.KIND, layer, {}) for layer in built_in]
     out += [("custom: gaussian_pool2d", GaussianPool2d(h=8, c=16, k=3, stride=2, pad=1), {}),
             ("custom: stochastic_pool2d train", StochasticPool2d(h=8, c=16, mode="train"), {}),

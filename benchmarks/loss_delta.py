@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLES = Path(__file__).resolve().parent / "data" / "seed000_tables.json"    # the seed's published numbers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -52,11 +51,6 @@ NO_SIDE_BY_SIDE = "no side-by-side seed figure for this CPU"
 def rows(quick: bool) -> list:
     out = [("global", i, o, None) for i, o in GLOBAL_ROWS] + [("segmented", i, o, s) for i, o, s in SEG_ROWS]
     return [r for r in out if not quick or (r[:3] if r[3] is None else r) in QUICK]
-
-
-def batch_of(cin: int, cout: int) -> int:
-    """64 examples, fewer for big layers (LossDelta.tuning_batch's rule: the tuner times the same batch)."""
-    return max(2, min(64, 2 ** 22 // (cin * cout)))
 
 
 def side_by_side(tables, cpu: str, head: str, cin: int, cout: int, seg) -> tuple | None:
@@ -96,9 +90,10 @@ def worker(threads: int, quick: bool, repeat: int, rounds: int) -> dict:
         kw = dict(h=32, w=32, cin=cin, cout=cout, classes=10, head=head)
         if seg:
             kw["segments"] = (seg, seg)
-        batch = batch_of(cin, cout)
+        one = cs.layers.LossDelta(**kw)
+        batch = one.tuning_batch()                        # 64 examples, fewer for big layers: what the tuner times
         layer = cs.layers.LossDelta(**kw, n=batch)
-        k = cs.compile(cs.layers.LossDelta(**kw))
+        k = cs.compile(one)
         xs = layer.random_inputs(1)
         k(*xs)                                            # warm up (work buffers, the first touch of the output)
         cases.append(dict(head=head, segments=seg, cin=cin, cout=cout, batch=batch, layer=layer, kernel=k,

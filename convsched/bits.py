@@ -139,6 +139,14 @@ def popcount(a) -> np.ndarray:
     return np.vectorize(lambda v: bin(int(v)).count("1"), otypes=[np.int64])(a)
 
 
+def hamming(a, b) -> np.ndarray:
+    """(N, K) Hamming distances between the 0/1 rows of a (N, ...) and b (K, ...): popcount(a XOR b) as
+    sum(a) + sum(b) - 2 a.b, one float64 matrix product (exact), not an N x K x bits array."""
+    A = np.asarray(a).reshape(len(a), -1).astype(np.float64)
+    B = np.asarray(b).reshape(len(b), -1).astype(np.float64)
+    return np.rint(A.sum(1)[:, None] + B.sum(1)[None] - 2 * (A @ B.T)).astype(np.int64)
+
+
 def random_packed(rng: np.random.Generator, logical_shape) -> np.ndarray:
     """Uniform random bits of `logical_shape`, packed into uint64 words along the last axis."""
     return pack(rng.integers(0, 2, logical_shape, dtype=np.uint8), axis=-1)

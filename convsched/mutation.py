@@ -45,6 +45,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .bits import as_bits, hamming
 from .layers.loss_delta import TERNARY_STATES     # the target states along a ternary layer's last delta axis
 
 
@@ -84,13 +85,7 @@ class Forward:
 
     def __init__(self, layer, images):
         self.layer = layer
-        x = np.asarray(images)
-        if x.ndim != 4 or x.shape[1:] != (layer.h, layer.w, layer.cin):
-            raise ValueError(f"Forward: images must have shape (N, {layer.h}, {layer.w}, {layer.cin}), "
-                             f"got {x.shape}")
-        if x.dtype.kind not in "biu" or (x.size and (x.min() < 0 or x.max() > 1)):
-            raise ValueError("Forward: images must be bits (bool or 0/1 integers)")
-        x = x.astype(np.uint8, copy=False)
+        x = as_bits(images, (layer.h, layer.w, layer.cin), "Forward: images (bits)", batch=True)
         self.n = len(x)
         self.patches = layer.patches(x).reshape(self.n, layer.ph * layer.pw, -1)   # N, P, 9C uint8
         self.ones = self.patches.sum(-1, dtype=np.int64)                          # N, P
@@ -122,13 +117,7 @@ class Forward:
 
     def _counts(self, X, W, rows) -> np.ndarray:
         """Counts (B, P, len(W)) of weight rows W (K, 9C) on float32 patches X (B, P, 9C)."""
-        if self.layer.weights == "ternary":
-            plus, minus = (W == 1).astype(np.float32), (W == -1).astype(np.float32)
-            c = 2 * (plus.sum(1) - X @ plus.T) + 2 * (X @ minus.T) + (W == 0).sum(1)
-        else:
-            Wf = W.astype(np.float32)
-            c = self.ones[rows][..., None] + Wf.sum(1) - 2 * (X @ Wf.T)
-        return np.rint(c).astype(np.int64)
+        return self.layer.counts_of_patches(X, W, self.ones[rows][..., None])
 
     def bits(self, conv_w, idx=None) -> np.ndarray:
         """The conv's output bits (B, PH, PW, O) uint8: what a frozen layer feeds to the next."""
@@ -140,8 +129,7 @@ class Forward:
 
     def fc(self, fc_w) -> np.ndarray:
         """fc_w in the layer's canonical head shape (classes, S, O)."""
-        L = self.layer
-        return np.asarray(fc_w).reshape(L.classes, L.nseg, L.cout)
+        return self.layer.canon_fc(fc_w)
 
     def scores(self, conv_w, fc_w, idx=None) -> np.ndarray:
         """(B, classes) score_k = popcount(fc[k] XOR pooled). The loss wants score = all bits for the label and
@@ -160,14 +148,6 @@ class Forward:
     def loss(self, conv_w, fc_w, labels, idx=None) -> np.ndarray:
         """Per-example loss (B,) int64, = LossDelta.loss on the same arrays."""
         return self.layer.loss_of_bits(self.pooled(conv_w, idx), np.asarray(labels), self.fc(fc_w))[0]
-
-
-def hamming(a, b) -> np.ndarray:
-    """(N, K) Hamming distances between the bit rows of a (N, ...) and b (K, ...): popcount(a XOR b) as
-    sum(a) + sum(b) - 2 a.b, one float32 matrix product (exact below 2^24 bits), not an N x K x bits array."""
-    A = np.asarray(a).reshape(len(a), -1).astype(np.float32)
-    B = np.asarray(b).reshape(len(b), -1).astype(np.float32)
-    return np.rint(A.sum(1)[:, None] + B.sum(1)[None] - 2 * (A @ B.T)).astype(np.int64)
 
 
 class MutationOptimizer:
@@ -275,15 +255,11 @@ class MutationOptimizer:
         n_fc = dfc if n_fc is None else n_fc
         conv = self._candidates("conv", deltas) if "conv" in self.parts else (np.zeros(0, np.int64),) * 2
         fc = self._candidates("fc", deltas) if "fc" in self.parts else (np.zeros(0, np.int64),) * 2
-        if n_fc is None:
-            # one budget: the best n of both; conv picks come from the conv list in order, so the first n
-            # conv picks and the first n FC candidates hold the joint best n
-            out = self._pick_conv(*conv, conv_w, n) + self._pick_fc(*fc, fc_w, n)
-            out.sort(key=lambda f: f.delta)                     # stable: equal deltas keep their order
-            return out[:n]
-        out = self._pick_conv(*conv, conv_w, n) + self._pick_fc(*fc, fc_w, n_fc)
-        out.sort(key=lambda f: f.delta)
-        return out
+        # one budget: the best n of both; conv picks come from the conv list in order, so the first n conv picks
+        # and the first n FC candidates hold the joint best n
+        out = self._pick_conv(*conv, conv_w, n) + self._pick_fc(*fc, fc_w, n if n_fc is None else n_fc)
+        out.sort(key=lambda f: f.delta)                         # stable: equal deltas keep their order
+        return out[:n] if n_fc is None else out
 
     def step(self, images, labels, conv_w, fc_w, loss: Callable | None = None) -> Step:
         """One step on a minibatch. loss(conv_w, fc_w) -> the minibatch's total loss; default: the definition
@@ -371,8 +347,7 @@ def fit_prototypes(pooled, labels, prototypes: int = 1, iters: int = 10, seed: i
 
 def train_layer(layer, deltas: Callable, images, labels, *, epochs: int = 10, batch: int = 128, flips=8,
                 fc_flips=None, per_channel: int | None = 1, accept: str = "check", seed: int = 0, init=None,
-                on_epoch: Callable | None = None, forward: Forward | None = None,
-                stop_after: int | None = None) -> Trained:
+                on_epoch: Callable | None = None, stop_after: int | None = None) -> Trained:
     """Train one LossDelta layer (conv + its own head) by mutation: `epochs` passes over the training set in
     shuffled minibatches of `batch` (the last, smaller one included), one optimiser step per minibatch.
 
@@ -386,10 +361,8 @@ def train_layer(layer, deltas: Callable, images, labels, *, epochs: int = 10, ba
     train_acc, seconds (training time so far, evaluation excluded), delta_seconds (of which in the delta
     function), flips (applied in the epoch), fallbacks (steps that fell back to one flip).
     """
-    labels = np.asarray(labels, np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= layer.classes):
-        raise ValueError(f"train_layer: labels must lie in [0, {layer.classes})")
-    fwd = forward if forward is not None else Forward(layer, images)
+    fwd = Forward(layer, images)
+    labels = layer.canon_labels(labels, fwd.n)
     x = np.asarray(images)
     steps_per_epoch = -(-len(x) // batch)
     total = epochs * steps_per_epoch

@@ -17,6 +17,10 @@ from ..kernel import aligned_empty, as_kernel_arg
 from .fused import prepare_params
 
 
+def _nbytes(spec) -> int:
+    return math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+
+
 class CompiledGraph:
     """A compiled network: call it on its inputs; intermediate buffers are planned and reused."""
 
@@ -64,8 +68,7 @@ class CompiledGraph:
         for i, g in enumerate(groups):
             v = g.nodes[-1]
             if v not in self.graph.outputs:
-                spec = self.graph.value_spec(v)
-                nbytes = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+                nbytes = _nbytes(self.graph.value_spec(v))
                 fit = sorted((sizes[s], s) for s in free if sizes[s] >= nbytes)
                 if fit:
                     slot = fit[0][1]
@@ -83,8 +86,7 @@ class CompiledGraph:
         self._slots = [aligned_empty((s,), np.uint8) for s in sizes]
 
     def memory_plan(self) -> str:
-        unshared = sum(int(np.prod(self.graph.value_spec(v).shape)) * np.dtype(self.graph.value_spec(v).dtype).itemsize
-                       for v in self.slot_of)
+        unshared = sum(_nbytes(self.graph.value_spec(v)) for v in self.slot_of)
         lines = [f"intermediate buffers: {len(self.slot_sizes)} slots, {sum(self.slot_sizes)} bytes "
                  f"(one buffer per value would take {unshared} bytes)"]
         for v, s in self.slot_of.items():
@@ -115,14 +117,14 @@ class CompiledGraph:
         value it produces, and its output buffer (a view of a reused slot), or None where each pass needs a
         fresh array (a graph output the caller keeps)."""
         g, k = self.plan.groups[gi], self.kernels[gi]
-        keys, kspecs = self._group_args(gi), k.layer.input_specs()
+        # the kernel's specs, prepared once when it was built (a custom layer's specs run its declaration)
+        keys, kspecs = self._group_args(gi), k._inputs
         if len(keys) != len(kspecs):
             raise GraphError(f"kernel {g.name}: {len(keys)} arguments for {len(kspecs)} specs (internal error)")
-        spec, v = k.layer.output_specs()[0], g.nodes[-1]
+        spec, v = k._outputs[0], g.nodes[-1]
         out = None
         if v in self.slot_of:
-            nbytes = math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
-            out = self._slots[self.slot_of[v]][:nbytes].view(spec.dtype).reshape(spec.shape)
+            out = self._slots[self.slot_of[v]][:_nbytes(spec)].view(spec.dtype).reshape(spec.shape)
         return k, keys, kspecs, spec, v, out
 
     def __call__(self, *args, params: dict | None = None, **inputs):

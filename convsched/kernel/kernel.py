@@ -48,6 +48,7 @@ class FiniteOnly:
     def __init__(self, built, float_inputs: list, fallback):
         self.built, self.float_inputs, self._fallback = built, list(float_inputs), fallback
         self.executable = getattr(built, "executable", None)
+        self._run = getattr(built, "func", built)      # the compiled function itself: one Python frame less
         self._fallback_built = None
 
     def __call__(self, *arrays):
@@ -56,7 +57,7 @@ class FiniteOnly:
                 if self._fallback_built is None:
                     self._fallback_built = self._fallback()
                 return self._fallback_built(*arrays)
-        return self.built(*arrays)
+        return self._run(*arrays)
 
     def time(self, *args, **kwargs):
         return self.built.time(*args, **kwargs)

@@ -87,7 +87,7 @@ class DeltaStage:
 
     def __init__(self, layer, target, knobs: dict, refusal: str | None):
         self.layer, self.target, self.knobs, self.refusal = layer, target, dict(knobs), refusal
-        self.cp = bits.words(layer.cin, layer.forward_word_bits(target)) * layer.forward_word_bits(target)
+        self.cp = layer.forward_words(target) * layer.forward_word_bits(target)
         self._funcs = {}
 
     def params(self, reduce: str) -> dict:
@@ -129,6 +129,7 @@ class LossDeltaKernel:
         self._forward = parts["forward"].built
         self._deltas = parts["deltas"].built
         self.word_bits = layer.forward_word_bits(target)
+        self._image_words = layer.forward_words(target)
         self._pack = ({"images": build_pack(layer.h * layer.w, layer.cin, target),
                        "weights": build_pack(9, layer.cin, target)}      # the O channels as a batch (threads)
                       if packable(layer.cin) and not refusal else None)
@@ -199,8 +200,7 @@ class LossDeltaKernel:
 
     def _image_buffers(self, batch: int) -> tuple:
         L = self.layer
-        dt = np.dtype(f"uint{self.word_bits}")
-        cw = bits.words(L.cin, self.word_bits)
+        dt, cw = np.dtype(f"uint{self.word_bits}"), self._image_words
         nbytes = batch * L.h * L.w * cw * dt.itemsize
         xb = self._scratch.get("x_bytes", (nbytes + SLACK_BYTES,), "uint8")
         return xb, xb[:nbytes].view(dt).reshape(batch, L.h, L.w, cw)
@@ -256,9 +256,9 @@ class LossDeltaKernel:
         return rowbits, stats
 
     def head(self, stats, labels, fc) -> tuple:
-        """(old pooled bits (B, S, O) uint8, a, fcm): LossDelta.head_terms on the forward's counts; fc's class
-        masks are kept while fc's bytes stay the same (a dozen numpy calls a batch: ~1 us an example at
-        32->32 with 64 examples)."""
+        """(old pooled bits (B, S, O) uint8, a, fcm): LossDelta.class_scores and class_masks on the forward's
+        counts; fc's masks are kept while fc's bytes stay the same (a dozen numpy calls a batch: ~1 us an
+        example at 32->32 with 64 examples)."""
         L = self.layer
         old = (stats[:, :, 0] > L.seg_threshold).view(np.uint8)
         key, cached = fc.tobytes(), self._fc_masks          # (one read: another thread may replace it)

@@ -111,9 +111,9 @@ def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
         par = count.fuse(co_o, count.fuse("n", "oh", name="row"), name="co_row")
     else:
         count.reorder("n", "oh", co_o, ow_o, "kh", "kw", "cw", ow_i, co_v, co_l)
-        row = par = count.fuse("n", "oh", name="row")
+        par = count.fuse("n", "oh", name="row")
         if parallel == "rows_x_co":
-            row = par = count.fuse(row, co_o, name="row_co")
+            par = count.fuse(par, co_o, name="row_co")
     count.parallel(par)
     count.vectorize(co_l)
     count.unroll(co_v)
@@ -127,7 +127,7 @@ def schedule(s, layer, co_vecs, ow_tile, pad_at, parallel):
         out.reverse_compute_at(count, ow_o)
         vectorize_innermost(out, s.target.lanes("int32"))
     else:
-        s["pack"].reverse_compute_at(count, row)
+        s["pack"].reverse_compute_at(count, par)
     count.decompose_reduction("kh")
     if parallel == "co_x_rows":       # each core re-lays the weights of the co blocks it computes
         wt = s["wt"]

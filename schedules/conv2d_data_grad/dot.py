@@ -18,7 +18,7 @@ Stride > 1 is correct (the tap tests of the declaration) but not fast here: "par
 rectangle of pixels, and splitting it into pixel phases (as conv2d_data_grad/nhwc.py does) leaves TVM a
 strided region it refuses to vectorize; use the nhwc template for strided layers.
 """
-from convsched.schedule import divisors
+from convsched.schedule import divisors, fits_registers
 
 LAYER = "conv2d_data_grad"
 ALGORITHM = "dot"
@@ -47,7 +47,7 @@ def _regs(target, ci_tile, ow_tile, oh_tile):
 
 def constraint(layer, target, ci_tile, ow_tile, oh_tile, order):
     need = _regs(target, ci_tile, ow_tile, oh_tile)
-    return need <= target.num_vector_registers or f"register tile needs {need} vector registers"
+    return fits_registers(target, need)
 
 
 def defaults(layer, target):
@@ -56,7 +56,7 @@ def defaults(layer, target):
     for ci in divisors(f.cin, 8):
         for ow in divisors(f.w, 8):
             for oh in divisors(f.h, 4):
-                if _regs(target, ci, ow, oh) > target.num_vector_registers:
+                if fits_registers(target, _regs(target, ci, ow, oh)) is not True:
                     continue
                 px = ow * oh
                 score = (min(px * ci, 24), px * ci / (px + ci), ow)      # accumulators, FMAs per load, wide rows

@@ -91,7 +91,7 @@ def defaults(layer, target):
         vecs = ci // v
         for ow in divisors(cols, 14):
             for oh in divisors(rows, 4):
-                if _regs(layer, target, ci, ow, oh) > regs:
+                if fits_registers(target, _regs(layer, target, ci, ow, oh)) is not True:
                     continue
                 acc = ow * oh * vecs
                 score = (round(fma_efficiency(target, acc, ow * oh + vecs), 3), min(acc, regs - 4), ow)

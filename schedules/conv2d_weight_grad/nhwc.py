@@ -77,7 +77,7 @@ def defaults(layer, target):
         taps = f.kw if kw_in else 1
         for co in _co_tiles(layer, target):
             for ci in divisors(f.cin_per_group, 16):
-                if _regs(layer, target, co, ci, kw_in) > regs:
+                if fits_registers(target, _regs(layer, target, co, ci, kw_in)) is not True:
                     continue
                 vecs = co // v
                 acc = taps * ci * vecs

@@ -24,8 +24,7 @@ PLANES = 4                 # counter planes per vector in registers: ones, twos,
 
 def _row_bits(layer, target) -> int:
     """Mutation lanes of one patch row: 3 pixels of the forward's padded words."""
-    wb = layer.forward_word_bits(target)
-    return 3 * -(-layer.cin // wb) * wb
+    return 3 * layer.forward_words(target) * layer.forward_word_bits(target)
 
 
 def _unit_bits(layer, target) -> list:

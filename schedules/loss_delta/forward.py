@@ -18,14 +18,10 @@ o_vec=16 j_tile=6 90%, (16, 7) 85-87%, (8, 15) 83-85% (8 int32 lanes: the classi
 vectors); 32->32 (uint32) (16, 15) 79%, (32, 6) 75%; segmented 4x4 32->32 (32, 7) 75-77% (of the full conv's
 work: 28 of the 30 rows and columns are computed).
 """
-from convsched.schedule import divisors, split_lanes, tile_on_stack, vectorize_lanes
+from convsched.schedule import divisors, split_lanes, tile_on_stack, vectorize_lanes, vectors
 
 LAYER = "loss_delta"
 ALGORITHM = "forward"
-
-
-def _word_bits(layer, target):
-    return layer.forward_word_bits(target)
 
 
 KNOBS = {
@@ -48,15 +44,18 @@ _AVX2_ACCUMULATORS = {8: 6, 16: 4, 32: 4, 64: 8}
 def accumulators(layer, target) -> int:
     """The register tile's accumulator budget: the budgets measured on AVX2 (16 ymm, emulated popcount),
     moved by the registers this target has beyond those 16 and the popcount scratch registers it saves."""
-    wb = _word_bits(layer, target)
+    wb = layer.forward_word_bits(target)
     avx2_free = 16 - 5 - (wb in (16, 32))           # the emulated popcount's scratch on AVX2 (as the target model)
     free = target.num_vector_registers - target.popcount_scratch_registers(wb)
     return max(1, _AVX2_ACCUMULATORS[wb] + free - avx2_free)
 
 
+def _tile_accumulators(layer, target, o_vec, j_tile) -> int:
+    return vectors(o_vec, target.lanes(f"uint{layer.forward_word_bits(target)}")) * j_tile
+
+
 def constraint(layer, target, o_vec, j_tile, o_outer):
-    wb = _word_bits(layer, target)
-    if -(-o_vec // target.lanes(f"uint{wb}")) * j_tile > accumulators(layer, target):
+    if _tile_accumulators(layer, target, o_vec, j_tile) > accumulators(layer, target):
         return f"{o_vec} x {j_tile} accumulators pass the register budget"
     return True
 
@@ -65,13 +64,12 @@ def defaults(layer, target):
     """The tile with the most accumulators within the register budget whose buffer stays on the stack, at
     least one int32 vector of channels wide where the layer has them (the classification then runs on whole
     vectors), then the narrower one (its weights take less of L1)."""
-    wb = _word_bits(layer, target)
-    lanes = target.lanes(f"uint{wb}")
+    wb = layer.forward_word_bits(target)
     budget = accumulators(layer, target)
     full = min(layer.cout, target.lanes("int32"))
     tiles = [(o, j) for o in KNOBS["o_vec"](layer, target) for j in KNOBS["j_tile"](layer, target)
-             if -(-o // lanes) * j <= budget and tile_on_stack(o * j, wb // 8)] or [(1, 1)]
-    o_vec, j_tile = max(tiles, key=lambda t: (t[0] >= full, -(-t[0] // lanes) * t[1], -t[0]))
+             if _tile_accumulators(layer, target, o, j) <= budget and tile_on_stack(o * j, wb // 8)] or [(1, 1)]
+    o_vec, j_tile = max(tiles, key=lambda t: (t[0] >= full, _tile_accumulators(layer, target, *t), -t[0]))
     return {"o_vec": o_vec, "j_tile": j_tile, "o_outer": True}
 
 

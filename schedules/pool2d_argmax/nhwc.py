@@ -31,7 +31,7 @@ def constraint(layer, target, c_tile, ow_tile):
 def defaults(layer, target):
     tiles = _c_tiles(layer, target)
     c = max(t for t in tiles if t <= 2 * lanes_dividing(layer.pool.c, target))
-    ow = max(o for o in divisors(layer.pool.ow, 4) if _regs(layer, target, c, o) <= target.num_vector_registers)
+    ow = max(o for o in divisors(layer.pool.ow, 4) if fits_registers(target, _regs(layer, target, c, o)) is True)
     return {"c_tile": c, "ow_tile": ow}
 
 

@@ -31,7 +31,7 @@ def constraint(layer, target, c_tile, w_tile):
 def defaults(layer, target):
     tiles = _c_tiles(layer, target)
     c = max(t for t in tiles if t <= 2 * lanes_dividing(layer.forward.c, target))
-    w = max(o for o in divisors(layer.forward.w, 4) if _regs(layer, target, c, o) <= target.num_vector_registers)
+    w = max(o for o in divisors(layer.forward.w, 4) if fits_registers(target, _regs(layer, target, c, o)) is True)
     return {"c_tile": c, "w_tile": w}
 
 

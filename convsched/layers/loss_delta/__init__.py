@@ -31,7 +31,7 @@ Stages of the compiled kernel (convsched/kernel/loss_delta.py):
                          "rowbits" (n, f, i, s_y, rw, o): the active and sensitive flags of each segment row
                          packed into words; "stats" (n, s, f, o): active / on / sensitive counts per segment
   "conv<bits>":          the conv alone (its counts): what the floor measures
-  host glue (numpy, O(B*S*O)): pooled bits, class scores (head_terms), FC deltas (fc_deltas_of)
+  host glue (numpy, O(B*S*O)): pooled bits, class scores and masks (class_scores, class_masks), FC deltas (fc_deltas_of)
   the delta stage:       hand-written TIR (convsched/backend/loss_delta.py; its knobs in
                          schedules/loss_delta/deltas.py): per channel and example the segments that can flip,
                          their sensitive patches, G as bit-sliced counters, the deltas of every mutation

@@ -83,7 +83,8 @@ class Declarations:
         rows = self.used_patches[0]
         mb, rw_n = self.mask_layout
         mdt = f"uint{mb}"
-        nb = len(self.bands())
+        bands = self.bands()
+        nb = len(bands)
         jb = te.reduce_axis((0, min(mb, ws)), "jb")
         T = self.threshold
         partial = rw_n > 1 and ws % mb != 0      # rows wider than a word whose last word is partial
@@ -91,8 +92,8 @@ class Declarations:
         def flag(c, f):
             """Row-mask flag f of a patch whose count is c: f = 0 active, f = 1 + b sensitive in band b."""
             out = c > T
-            for b in range(nb):
-                out = expr.Select(f == 1 + b, expr.all(c >= T - b, c <= T + 1 + b), out)
+            for b, (lo, hi) in enumerate(bands):
+                out = expr.Select(f == 1 + b, expr.all(c >= lo, c <= hi), out)
             return out
 
         def row_word(n, f, i, s_y, rw, o):

@@ -31,13 +31,17 @@ class Definition:
     def counts(self, x, w) -> np.ndarray:
         """Forward counts (B, PH, PW, O) int64: mismatches (binary) or cost (ternary)."""
         # float64 products of 0/1 matrices are exact (integers far below 2^53) and use BLAS
-        X = self.patches(x).astype(np.float64)
-        W = w.reshape(self.cout, -1).astype(np.float64)
+        return self.counts_of_patches(self.patches(x).astype(np.float64), np.asarray(w).reshape(self.cout, -1))
+
+    def counts_of_patches(self, X, W, ones=None) -> np.ndarray:
+        """Counts (..., K) int64 of weight rows W (K, 9C) on 0/1 patches X (..., 9C) given as floats (matrix
+        products of 0/1 values, exact in float32 below 2^24 terms); ones: X's row sums (..., 1) if known."""
         if self.weights == "ternary":
-            plus, minus, zero = (W == 1), (W == -1), (W == 0)
-            c = 2 * (plus.sum(1) - X @ plus.T.astype(np.float64)) + 2 * (X @ minus.T.astype(np.float64)) + zero.sum(1)
+            plus, minus = (W == 1).astype(X.dtype), (W == -1).astype(X.dtype)
+            c = 2 * (plus.sum(1) - X @ plus.T) + 2 * (X @ minus.T) + (W == 0).sum(1)
         else:
-            c = X.sum(-1, keepdims=True) + W.sum(1) - 2 * (X @ W.T)
+            Wf = W.astype(X.dtype)
+            c = (X.sum(-1, keepdims=True) if ones is None else ones) + Wf.sum(1) - 2 * (X @ Wf.T)
         return np.rint(c).astype(np.int64)
 
     def seg_view(self, a) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The fast path of the loss-delta layer in numpy: the glue the compiled kernel runs between its parts (class
-scores and masks, FC deltas: head_terms, fc_deltas_of), and fast_numpy(), the whole fast algorithm without TVM
+scores and masks, FC deltas: class_scores, class_masks, fc_deltas_of), and fast_numpy(), the whole fast algorithm without TVM
 (stats_of_counts, analyse, lookup: a second oracle, written independently of the compiled stages, and the
 tuner's oracle where reference() is too slow).
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...bits import popcount, words
+from ...bits import hamming, pack, popcount
 from .definition import TERNARY_STATES, LossDeltas
 
 TABLE_MAX_SEGMENTS = 8       # fast_numpy: up to 2^8 lookup entries per channel; more segments use class masks
@@ -80,31 +80,18 @@ class FastPath:
         return out
 
     # ---------------------------------------------------------------- the compiled kernel's glue, O(B*S*O)
-    def head_terms(self, old, labels, fc) -> tuple:
-        """What the compiled delta stage needs besides the forward's outputs, from the pooled bits old (B, S, O)
-        0/1, labels (B,) and fc (classes, S, O) bits: (class_scores, class_masks)."""
-        return self.class_scores(old, labels, fc), self.class_masks(fc)
-
     def class_scores(self, old, labels, fc) -> np.ndarray:
-        """a (B, classes) int32 = score_k - target_k, score_k = popcount(fc_k ^ old): one matrix product in
-        float64 (small integers: exact)."""
-        B, C = old.shape[0], self.classes
-        oldf = old.reshape(B, -1).astype(np.float64)
-        fcf = fc.reshape(C, -1).astype(np.float64)
-        score = fcf.sum(1)[None] + oldf.sum(1)[:, None] - 2 * (oldf @ fcf.T)
-        target = np.where(np.arange(C)[None] == labels[:, None], self.nseg * self.cout, 0)
-        return (np.rint(score).astype(np.int64) - target).astype(np.int32)
+        """a (B, classes) int32 = score_k - target_k, score_k = popcount(fc_k ^ old) (bits.hamming)."""
+        target = np.where(np.arange(self.classes)[None] == labels[:, None], self.nseg * self.cout, 0)
+        return (hamming(old, fc) - target).astype(np.int32)
 
     def class_masks(self, fc) -> np.ndarray:
         """(S, O, KW) uint64: bit k % 64 of word k // 64 = fc[k, s, o] (the delta stage derives each segment's
         loss terms from the class scores and these masks, for the segments that can flip only)."""
-        C = self.classes
-        bits = np.zeros((words(C, 64) * 64,) + fc.shape[1:], np.uint8)
-        bits[:C] = fc
-        return np.packbits(np.ascontiguousarray(np.moveaxis(bits, 0, -1)), axis=-1, bitorder="little").view(np.uint64)
+        return pack(np.moveaxis(fc, 0, -1), validate=False)
 
     def fc_deltas_of(self, a, old, fc, reduce: str) -> np.ndarray:
-        """FC deltas from head_terms' a: flipping fc[k, s, o] moves score_k by e = +-1, delta = 2 a_k e + 1
+        """FC deltas from class_scores' a: flipping fc[k, s, o] moves score_k by e = +-1, delta = 2 a_k e + 1
         (e = +1 where fc[k, s, o] equals the old bit). reduce="sum": over the batch by one matrix product,
         sum_n a_nk [fc != old_n] = fc ? sum_n a_nk - A : A with A = sum_n a_nk old_n; "none": (B,) + fc_shape."""
         B, C = old.shape[0], self.classes

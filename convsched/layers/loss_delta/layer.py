@@ -8,7 +8,7 @@ import numpy as np
 
 from ...bits import as_bits, words
 from ..base import Layer, TensorSpec, check_positive, pair
-from .declare import Declarations
+from .declare import CONV_ALGORITHMS, FORWARD_ALGORITHMS, Declarations
 from .definition import Definition, LossDeltas
 from .fast import FastPath
 
@@ -35,8 +35,7 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
     op_unit: ClassVar[str] = "bit-MAC"   # ops() = the forward conv's bit-MACs, the floor of the work
     flops_per_op: ClassVar[int] = 1
     exact: ClassVar[bool] = True
-    ALGORITHMS: ClassVar[tuple] = ("forward", "forward8", "forward16", "forward32", "forward64",
-                                   "conv8", "conv16", "conv32", "conv64")
+    ALGORITHMS: ClassVar[tuple] = (*FORWARD_ALGORITHMS, *CONV_ALGORITHMS)
 
     def __post_init__(self):
         check_positive(self, h=self.h, w=self.w, cin=self.cin, cout=self.cout, classes=self.classes, n=self.n)
@@ -93,7 +92,7 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         32 patches wide (the benchmark's 32x32 images), uint64 words otherwise."""
         ws = self.seg_shape[1]
         mb = 32 if ws <= 32 else 64
-        return mb, -(-ws // mb)
+        return mb, words(ws, mb)
 
     @property
     def nflags(self) -> int:
@@ -134,13 +133,9 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         """The forward declaration compiled for `target` (its word type: forward_word_bits)."""
         return f"forward{self.forward_word_bits(target)}"
 
-    @property
-    def word_dtype(self) -> str:
-        return f"uint{self.word_bits}"
-
-    @property
-    def cwords(self) -> int:
-        return words(self.cin, self.word_bits)
+    def forward_words(self, target) -> int:
+        """Words of forward_word_bits(target) per pixel: the input channels padded to the forward's word."""
+        return words(self.cin, self.forward_word_bits(target))
 
     @property
     def max_delta(self) -> int:
@@ -221,11 +216,7 @@ class LossDelta(Definition, FastPath, Declarations, Layer):
         """User arrays -> (x uint8 0/1 (B,H,W,C), labels int64 (B,), conv_w uint8 bits or int8 states, fc uint8
         bits (classes, S, O)). Bits may be bool/0-1 integers or packed uint64 words (cs.bits.pack)."""
         x = as_bits(images, (self.h, self.w, self.cin), "images", batch=True)
-        return (x,) + self.canon_params(labels, conv_w, fc_w, x.shape[0])
-
-    def canon_params(self, labels, conv_w, fc_w, batch: int) -> tuple:
-        """canon_inputs without the images (labels, conv_w, fc), for a batch of `batch` examples."""
-        return self.canon_labels(labels, batch), self.canon_conv_w(conv_w), self.canon_fc(fc_w)
+        return x, self.canon_labels(labels, x.shape[0]), self.canon_conv_w(conv_w), self.canon_fc(fc_w)
 
     def canon_labels(self, labels, batch: int) -> np.ndarray:
         B = batch
